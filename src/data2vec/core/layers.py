@@ -1,0 +1,180 @@
+"""The transformer block shared by the three modalities, and its small parts.
+
+Post-norm (text, speech):  x = norm(x + attention(x));  x = norm(x + mlp(x))
+Pre-norm (vision, BEiT):   x = x + drop_path(scale * attention(norm(x)));  x = x + drop_path(scale * mlp(norm(x)))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import Attention, KeyValue
+
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+def _gelu_python(x: torch.Tensor) -> torch.Tensor:
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_python": _gelu_python,
+    "gelu_new": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "linear": lambda x: x,
+}
+
+
+def activation(name: str):
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, zero a sample's residual branch with probability ``rate``
+    and scale the kept ones by 1 / (1 - rate)."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class MLP(nn.Module):
+    """fc1 -> activation -> dropout -> fc2 (the block's feed-forward network)."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, act: str, activation_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.act = activation(act)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_dropout(self.act(self.fc1(x))))
+
+
+class BlockOutput(NamedTuple):
+    hidden_states: torch.Tensor
+    attention: torch.Tensor | None = None  # self-attention probabilities when asked for
+    cross_attention: torch.Tensor | None = None
+    present_key_value: tuple[KeyValue, ...] | None = None  # (self,) or (self, cross) when caching
+    feed_forward_output: torch.Tensor | None = None  # fc2 output before dropout/residual/norm
+
+
+class TransformerBlock(nn.Module):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        *,
+        act: str = "gelu",
+        norm_first: bool = False,
+        layer_norm_eps: float = 1e-5,
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        layer_scale_init_value: float = 0.0,
+        drop_path_rate: float = 0.0,
+        add_cross_attention: bool = False,
+        qkv_bias: Literal["all", "query_value"] = "all",
+    ) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        self.attention = Attention(hidden_size, num_heads, dropout=attention_dropout, qkv_bias=qkv_bias)
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        if add_cross_attention:
+            self.cross_attention = Attention(hidden_size, num_heads, dropout=attention_dropout, is_cross_attention=True)
+            self.cross_attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.mlp = MLP(hidden_size, intermediate_size, act, activation_dropout)
+        self.mlp_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(hidden_dropout)
+        self.drop_path = DropPath(drop_path_rate)
+        if layer_scale_init_value and layer_scale_init_value > 0:
+            self.attention_scale = nn.Parameter(torch.full((hidden_size,), float(layer_scale_init_value)))
+            self.mlp_scale = nn.Parameter(torch.full((hidden_size,), float(layer_scale_init_value)))
+        else:
+            self.attention_scale = self.mlp_scale = None
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_bias: torch.Tensor | None = None,
+        *,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_bias: torch.Tensor | None = None,
+        past_key_value: tuple[KeyValue, ...] | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+    ) -> BlockOutput:
+        """hidden_states: (batch, length, hidden); biases are additive (see ``Attention``)."""
+        past_self = past_key_value[0] if past_key_value else None
+        past_cross = past_key_value[1] if past_key_value and len(past_key_value) > 1 else None
+        cross_probabilities = present_cross = None
+
+        if self.norm_first:
+            attended, probabilities, present_self = self.attention(
+                self.attention_norm(hidden_states), attention_bias,
+                past_key_value=past_self, use_cache=use_cache, output_attentions=output_attentions,
+            )
+            attended = self.dropout(attended)
+            if self.attention_scale is not None:
+                attended = self.attention_scale * attended
+            hidden_states = hidden_states + self.drop_path(attended)
+            feed_forward = self.mlp(self.mlp_norm(hidden_states))
+            branch = self.dropout(feed_forward)
+            if self.mlp_scale is not None:
+                branch = self.mlp_scale * branch
+            hidden_states = hidden_states + self.drop_path(branch)
+        else:
+            attended, probabilities, present_self = self.attention(
+                hidden_states, attention_bias,
+                past_key_value=past_self, use_cache=use_cache, output_attentions=output_attentions,
+            )
+            hidden_states = self.attention_norm(hidden_states + self.dropout(attended))
+            if encoder_hidden_states is not None or past_cross is not None:
+                if not hasattr(self, "cross_attention"):
+                    raise ValueError(
+                        "encoder_hidden_states were given but the model has no cross attention: "
+                        "build it with add_cross_attention=True (and is_decoder=True)"
+                    )
+                crossed, cross_probabilities, present_cross = self.cross_attention(
+                    hidden_states, encoder_attention_bias, key_value_states=encoder_hidden_states,
+                    past_key_value=past_cross, use_cache=use_cache, output_attentions=output_attentions,
+                )
+                hidden_states = self.cross_attention_norm(hidden_states + self.dropout(crossed))
+            feed_forward = self.mlp(hidden_states)
+            hidden_states = self.mlp_norm(hidden_states + self.dropout(feed_forward))
+
+        present = None
+        if use_cache:
+            present = (present_self,) if present_cross is None else (present_self, present_cross)
+        return BlockOutput(hidden_states, probabilities, cross_probabilities, present, feed_forward)

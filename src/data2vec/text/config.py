@@ -1,0 +1,47 @@
+"""Configuration of the text family (``model_type`` ``data2vec-text``, a RoBERTa-style encoder)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..core.config import Config
+
+
+@dataclasses.dataclass(kw_only=True)
+class Data2VecTextConfig(Config):
+    """Keys and defaults of the reference's ``Data2VecTextConfig``. The official checkpoints'
+    files differ from these defaults (e.g. ``vocab_size`` 50265, ``max_position_embeddings``
+    514, ``layer_norm_eps`` 1e-5); loading a checkpoint always takes the file's values."""
+
+    model_type = "data2vec-text"
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 1
+    bos_token_id: int | None = 0
+    eos_token_id: int | list[int] | None = 2
+    use_cache: bool = True
+    classifier_dropout: float | None = None
+    is_decoder: bool = False
+    add_cross_attention: bool = False
+
+    def validate(self) -> None:
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
+            )
+        position_type = self.extra.get("position_embedding_type", "absolute")
+        if position_type != "absolute":
+            raise ValueError(f"position_embedding_type {position_type!r} is not supported; data2vec text uses 'absolute'")
+        if self.add_cross_attention and not self.is_decoder:
+            raise ValueError("add_cross_attention=True needs is_decoder=True (cross attention belongs to a decoder)")
