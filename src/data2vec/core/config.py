@@ -85,6 +85,9 @@ class Config:
             if f.name != "extra":
                 out[f.name] = copy.deepcopy(getattr(self, f.name))
         out["model_type"] = self.model_type
+        for key in ("architectures", "problem_type"):  # the reference omits these when unset
+            if out[key] is None:
+                del out[key]
         default_labels = {index: f"LABEL_{index}" for index in range(2)}
         if out["id2label"] == default_labels and out["label2id"] == {v: k for k, v in default_labels.items()}:
             del out["id2label"], out["label2id"]  # the reference omits the default two labels
