@@ -38,7 +38,12 @@ def resolve_file(
         raise NotADirectoryError(f"{str(path_or_repo)!r} is a file; pass the folder that holds the model files")
 
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     try:
         return Path(hf_hub_download(str(path_or_repo), filename, revision=revision, cache_dir=cache_dir))
@@ -54,6 +59,10 @@ def resolve_file(
         if required:
             raise FileNotFoundError(f"{filename} not found in Hub repo {str(path_or_repo)!r}") from None
         return None
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"{str(path_or_repo)!r} is neither an existing folder nor a valid Hub repo id (owner/name)"
+        ) from None
     except RepositoryNotFoundError:
         raise FileNotFoundError(
             f"{str(path_or_repo)!r} is neither a local folder nor a Hub repo id that exists"

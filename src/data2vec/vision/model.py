@@ -1,0 +1,209 @@
+"""data2vec vision: the BEiT-style pre-norm encoder over image patches.
+
+pixels -> patch embeddings (+ CLS, optional mask token, optional absolute positions)
+       -> pre-norm transformer blocks (layer scale, stochastic depth, relative position bias
+          added to the attention scores) -> final LayerNorm (CLS pooling) or mean pooling.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..core.attention import Attention
+from ..core.layers import TransformerBlock
+from ..core.modeling import PreTrainedModel
+from ..core.outputs import EncoderOutput
+from . import checkpoint_keys
+from .config import Data2VecVisionConfig, as_pair
+from .embeddings import RelativePositionBias, VisionEmbeddings
+
+
+class VisionPooler(nn.Module):
+    """Mean of the patch tokens followed by LayerNorm (``use_mean_pooling``), or the CLS token."""
+
+    def __init__(self, config: Data2VecVisionConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_mean_pooling else None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.norm is None:
+            return hidden_states[:, 0]  # (batch, hidden)
+        return self.norm(hidden_states[:, 1:].mean(dim=1))  # (batch, hidden)
+
+
+class Data2VecVisionPreTrainedModel(PreTrainedModel):
+    config_class = Data2VecVisionConfig
+    reference_prefix = "data2vec_vision"
+    backbone_keys = checkpoint_keys.BACKBONE_KEYS
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            if isinstance(module, nn.BatchNorm2d):
+                module.reset_running_stats()
+        elif isinstance(module, VisionEmbeddings):
+            for token in (module.cls_token, module.mask_token, module.position_embeddings):
+                if token is not None:
+                    nn.init.zeros_(token)
+        elif isinstance(module, RelativePositionBias):
+            nn.init.zeros_(module.table)
+        elif isinstance(module, Attention) and hasattr(module, "query_bias"):
+            nn.init.zeros_(module.query_bias)
+            nn.init.zeros_(module.value_bias)
+        elif isinstance(module, TransformerBlock) and module.attention_scale is not None:
+            nn.init.constant_(module.attention_scale, self.config.layer_scale_init_value)
+            nn.init.constant_(module.mlp_scale, self.config.layer_scale_init_value)
+
+
+class Data2VecVisionModel(Data2VecVisionPreTrainedModel):
+    """The image encoder. ``add_pooling_layer`` (off by default, as in the reference) adds
+    ``pooler_output``: the LayerNorm'd mean of the patch tokens, or the CLS token."""
+
+    def __init__(self, config: Data2VecVisionConfig, add_pooling_layer: bool = False) -> None:
+        super().__init__(config)
+        grid = config.patch_grid
+        self.embeddings = VisionEmbeddings(config)
+        self.shared_relative_position_bias = (
+            RelativePositionBias(grid, config.num_attention_heads) if config.use_shared_relative_position_bias else None
+        )
+        self.layer_relative_position_biases = (
+            nn.ModuleList(RelativePositionBias(grid, config.num_attention_heads) for _ in range(config.num_hidden_layers))
+            if config.use_relative_position_bias
+            else None
+        )
+        # stochastic depth grows linearly from 0 at the first layer to drop_path_rate at the last
+        drop_path_rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                config.hidden_size,
+                config.num_attention_heads,
+                config.intermediate_size,
+                act=config.hidden_act,
+                norm_first=True,
+                layer_norm_eps=config.layer_norm_eps,
+                hidden_dropout=config.hidden_dropout_prob,
+                attention_dropout=config.attention_probs_dropout_prob,
+                layer_scale_init_value=config.layer_scale_init_value,
+                drop_path_rate=rate,
+                qkv_bias="query_value",
+            )
+            for rate in drop_path_rates
+        )
+        self.norm = None if config.use_mean_pooling else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = VisionPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Conv2d:
+        return self.embeddings.patch_embedding
+
+    @property
+    def uses_positions(self) -> bool:
+        return (
+            self.embeddings.position_embeddings is not None
+            or self.shared_relative_position_bias is not None
+            or self.layer_relative_position_biases is not None
+        )
+
+    def patch_grid_of(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool) -> tuple[int, int]:
+        """Check ``pixel_values`` and return its (rows, columns) of patches."""
+        config = self.config
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
+            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            raise ValueError(f"pixel_values must be a (batch, channels, height, width) tensor, got {shape}")
+        _, channels, height, width = pixel_values.shape
+        if channels != config.num_channels:
+            raise ValueError(
+                f"pixel_values have {channels} channels but the model expects num_channels={config.num_channels} "
+                f"(shape {tuple(pixel_values.shape)}; images go in as (batch, channels, height, width))"
+            )
+        patch = as_pair(config.patch_size)
+        if height < patch[0] or width < patch[1]:
+            raise ValueError(
+                f"the image is {height}x{width} pixels, smaller than one {patch[0]}x{patch[1]} patch: "
+                "resize it to at least the patch size (the image processor resizes to image_size)"
+            )
+        grid = (height // patch[0], width // patch[1])
+        if grid != config.patch_grid and self.uses_positions and not interpolate_pos_encoding:
+            raise ValueError(
+                f"the image is {height}x{width} pixels ({grid[0]}x{grid[1]} patches) but the model's position "
+                f"information was trained for image_size={config.image_size} ({config.patch_grid[0]}x"
+                f"{config.patch_grid[1]} patches): pass interpolate_pos_encoding=True to resize it, "
+                "or resize the images to image_size"
+            )
+        return grid
+
+    def _check_mask(self, bool_masked_pos: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
+        if self.embeddings.mask_token is None:
+            raise ValueError(
+                "bool_masked_pos was given but the model has no mask token: build it with use_mask_token=True"
+            )
+        expected = (batch, grid[0] * grid[1])
+        if tuple(bool_masked_pos.shape) != expected:
+            raise ValueError(
+                f"bool_masked_pos has shape {tuple(bool_masked_pos.shape)}, expected (batch, patches) = {expected} "
+                f"for this {grid[0]}x{grid[1]} patch grid"
+            )
+        if bool_masked_pos.is_floating_point() or bool_masked_pos.is_complex():
+            raise ValueError(f"bool_masked_pos must be bool (or 0/1 integers), got {bool_masked_pos.dtype}")
+        return bool_masked_pos.to(device=self.embeddings.cls_token.device, dtype=torch.bool)
+
+    def attention_bias(self, grid: tuple[int, int], layer_index: int, shared: torch.Tensor | None) -> torch.Tensor | None:
+        """The additive relative position bias of one layer: (1, heads, tokens, tokens) or None."""
+        bias = shared
+        if self.layer_relative_position_biases is not None:
+            own = self.layer_relative_position_biases[layer_index](grid)
+            bias = own if bias is None else bias + own
+        return bias
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        interpolate_pos_encoding: bool = False,
+        output_feed_forward_states: bool = False,
+    ) -> EncoderOutput:
+        """pixel_values: (batch, num_channels, height, width). bool_masked_pos: (batch, patches),
+        True where the patch is replaced by the mask token (needs ``use_mask_token``).
+
+        ``hidden_states`` are the embeddings and each block's output (the residual stream,
+        before the final LayerNorm): the targets of data2vec vision pretraining.
+        ``output_feed_forward_states`` adds, as the extra attribute ``feed_forward_states``,
+        each block's feed-forward output before layer scale and the residual."""
+        grid = self.patch_grid_of(pixel_values, interpolate_pos_encoding)
+        if bool_masked_pos is not None:
+            bool_masked_pos = self._check_mask(bool_masked_pos, pixel_values.shape[0], grid)
+        hidden_states = self.embeddings(pixel_values, bool_masked_pos)  # (batch, 1 + patches, hidden)
+        shared = self.shared_relative_position_bias(grid) if self.shared_relative_position_bias is not None else None
+
+        all_hidden = [hidden_states] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        feed_forward_states = [] if output_feed_forward_states else None
+        for index, layer in enumerate(self.layers):
+            result = layer(hidden_states, self.attention_bias(grid, index, shared), output_attentions=output_attentions)
+            hidden_states = result.hidden_states
+            if all_hidden is not None:
+                all_hidden.append(hidden_states)
+            if all_attentions is not None:
+                all_attentions.append(result.attention)
+            if feed_forward_states is not None:
+                feed_forward_states.append(result.feed_forward_output)
+
+        sequence_output = self.norm(hidden_states) if self.norm is not None else hidden_states
+        output = EncoderOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
+            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+            attentions=tuple(all_attentions) if all_attentions is not None else None,
+        )
+        if feed_forward_states is not None:
+            output.feed_forward_states = tuple(feed_forward_states)
+        return output
