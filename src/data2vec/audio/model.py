@@ -1,0 +1,360 @@
+"""data2vec speech backbone: conv feature encoder -> projection -> (SpecAugment) -> positional
+convolutions -> post-norm transformer -> optional strided conv adapter.
+
+Also the span-mask sampler of SpecAugment (``compute_span_mask``), which data2vec pretraining
+reuses for its time masks, and the sample-mask -> frame-mask arithmetic the heads share.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.attention import attention_bias_from_masks
+from ..core.layers import TransformerBlock
+from ..core.modeling import PreTrainedModel
+from ..core.outputs import AudioEncoderOutput
+from . import checkpoint_keys
+from .config import Data2VecAudioConfig
+from .feature_encoder import (
+    ConvFeatureEncoder,
+    FeatureProjection,
+    PositionalConvLayer,
+    PositionalConvStack,
+    feature_encoder_output_length,
+    minimum_input_length,
+)
+
+
+# ---------------------------------------------------------------------------- span masks (SpecAugment)
+def compute_span_mask(
+    shape: tuple[int, int],
+    mask_prob: float,
+    mask_length: int,
+    *,
+    min_masks: int = 0,
+    attention_mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Sample spans of ``mask_length`` consecutive positions to mask, as in wav2vec 2.0 / data2vec.
+
+    shape: (batch, length). attention_mask: optional (batch, length), 1 where a position is real
+    (right padding); spans then start and end inside each row's ``valid`` positions.
+
+    Each row draws ``n = max(floor(mask_prob * valid / mask_length + u), min_masks)`` span starts
+    without replacement among its ``valid - mask_length + 1`` possible starts, where ``u ~ U[0, 1)``
+    is drawn once per call (probabilistic rounding). ``n`` is then capped at ``length // mask_length``
+    and at the number of possible starts. Spans may overlap, so the masked fraction is at most
+    ``mask_prob`` on average. Random numbers come from ``generator`` (a CPU ``torch.Generator``) or,
+    when None, from torch's global generator.
+
+    Returns a bool tensor of ``shape``, True where masked.
+    """
+    batch, length = shape
+    if mask_length < 1:
+        raise ValueError(f"mask_length must be at least 1, got {mask_length}")
+    if mask_length > length:
+        raise ValueError(
+            f"mask spans of {mask_length} positions do not fit in a sequence of {length}: "
+            "use longer inputs or a smaller mask length (config.mask_time_length / mask_feature_length)"
+        )
+    if attention_mask is not None:
+        if tuple(attention_mask.shape) != (batch, length):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, length)}")
+        valid_lengths = [int(value) for value in attention_mask.detach().to("cpu").long().sum(-1)]
+    else:
+        valid_lengths = [length] * batch
+    rounding = float(torch.rand((), generator=generator))
+
+    def number_of_spans(valid: int) -> int:
+        spans = max(int(mask_prob * valid / mask_length + rounding), min_masks)
+        spans = min(spans, length // mask_length)
+        return min(spans, max(valid - mask_length + 1, 0))
+
+    mask = torch.zeros(batch, length, dtype=torch.bool)
+    offsets = torch.arange(mask_length)
+    for row, valid in enumerate(valid_lengths):
+        spans = number_of_spans(valid)
+        if spans == 0:
+            continue
+        starts = torch.randperm(valid - mask_length + 1, generator=generator)[:spans]
+        mask[row, (starts[:, None] + offsets).reshape(-1)] = True
+    return mask.to(device) if device is not None else mask
+
+
+# ---------------------------------------------------------------------------- frame arithmetic
+def frame_attention_mask(
+    attention_mask: torch.Tensor, num_frames: int, config: Data2VecAudioConfig, include_adapter: bool = False
+) -> torch.Tensor:
+    """(batch, samples) sample mask (right padding) -> (batch, num_frames) bool mask of the frames
+    computed from real samples only."""
+    lengths = feature_encoder_output_length(attention_mask.long().sum(-1), config, include_adapter)
+    return torch.arange(num_frames, device=attention_mask.device)[None, :] < lengths[:, None]
+
+
+def check_audio_inputs(
+    config: Data2VecAudioConfig, input_values: torch.Tensor, attention_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate the waveform batch and its mask at the model boundary. A 1-D waveform is one
+    utterance; returns (input_values (batch, samples), attention_mask (batch, samples) or None)."""
+    if not isinstance(input_values, torch.Tensor):
+        raise TypeError(
+            f"input_values must be a torch.Tensor, got {type(input_values).__name__}: "
+            "use Data2VecAudioFeatureExtractor(..., return_tensors='pt') or torch.as_tensor"
+        )
+    if input_values.dim() == 1:
+        input_values = input_values[None]
+        if attention_mask is not None and attention_mask.dim() == 1:
+            attention_mask = attention_mask[None]
+    if input_values.dim() != 2:
+        raise ValueError(
+            f"input_values must be (batch, samples) or (samples,) raw mono audio, got shape {tuple(input_values.shape)}"
+            + (": for stereo, average the channels first" if input_values.dim() == 3 else "")
+        )
+    if not input_values.is_floating_point():
+        raise ValueError(
+            f"input_values has dtype {input_values.dtype}; pass float waveforms (e.g. normalised by "
+            "Data2VecAudioFeatureExtractor), not integer PCM samples"
+        )
+    include_adapter = config.add_adapter
+    needed = minimum_input_length(config, include_adapter)
+    samples = input_values.shape[1]
+    if samples < needed:
+        raise ValueError(
+            f"the audio has {samples} samples but the convolutional feature encoder needs at least {needed} "
+            f"(its receptive field, from conv_kernel={config.conv_kernel} and conv_stride={config.conv_stride}"
+            + (" plus the adapter" if include_adapter else "")
+            + "): pad or use longer audio"
+        )
+    if not torch.isfinite(input_values).all():
+        raise ValueError("input_values contains NaN or infinite values: check the audio decoding and normalisation")
+    if attention_mask is not None:
+        if tuple(attention_mask.shape) != tuple(input_values.shape):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but input_values is "
+                f"{tuple(input_values.shape)}: expected one entry per sample, 1 for audio and 0 for padding"
+            )
+        lengths = attention_mask.long().sum(-1)
+        if input_values.shape[0] and int(lengths.min()) < needed:
+            row = int(lengths.argmin())
+            raise ValueError(
+                f"row {row} of attention_mask marks {int(lengths[row])} real samples, fewer than the {needed} "
+                "the feature encoder needs for one frame: drop that utterance or pad it with real audio"
+            )
+    return input_values, attention_mask
+
+
+# ---------------------------------------------------------------------------- modules
+class AdapterLayer(nn.Module):
+    """Strided Conv1d to twice the width, then a gated linear unit back to the width."""
+
+    def __init__(self, config: Data2VecAudioConfig) -> None:
+        super().__init__()
+        width = config.output_hidden_size
+        self.conv = nn.Conv1d(width, 2 * width, config.adapter_kernel_size, stride=config.adapter_stride, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.glu(self.conv(x), dim=1)  # (batch, width, frames')
+
+
+class Adapter(nn.Module):
+    """Optional down-projection to ``output_hidden_size``, then ``num_adapter_layers`` strided
+    conv layers (each skipped with probability ``layerdrop`` in training)."""
+
+    def __init__(self, config: Data2VecAudioConfig) -> None:
+        super().__init__()
+        if config.output_hidden_size != config.hidden_size:
+            self.projection = nn.Linear(config.hidden_size, config.output_hidden_size)
+            self.projection_norm = nn.LayerNorm(config.output_hidden_size)
+        else:
+            self.projection = self.projection_norm = None
+        self.layers = nn.ModuleList(AdapterLayer(config) for _ in range(config.num_adapter_layers))
+        self.layerdrop = config.layerdrop
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.projection is not None:
+            hidden_states = self.projection_norm(self.projection(hidden_states))
+        x = hidden_states.transpose(1, 2)  # (batch, width, frames)
+        for layer in self.layers:
+            if not self.training or float(torch.rand(())) >= self.layerdrop:
+                x = layer(x)
+        return x.transpose(1, 2)
+
+
+class Data2VecAudioPreTrainedModel(PreTrainedModel):
+    config_class = Data2VecAudioConfig
+    reference_prefix = "data2vec_audio"
+    backbone_keys = checkpoint_keys.BACKBONE_KEYS
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # nn.Module.apply visits children before parents, so the parent rules below win
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv1d):
+            nn.init.kaiming_normal_(module.weight)
+            if module.bias is not None:
+                bound = math.sqrt(module.groups / (module.in_channels * module.kernel_size[0]))
+                nn.init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, FeatureProjection):
+            bound = math.sqrt(1 / module.linear.in_features)
+            nn.init.uniform_(module.linear.weight, -bound, bound)
+            nn.init.uniform_(module.linear.bias, -bound, bound)
+        elif isinstance(module, PositionalConvLayer):
+            nn.init.zeros_(module.conv.bias)
+        elif isinstance(module, Data2VecAudioModel) and module.masked_spec_embed is not None:
+            nn.init.uniform_(module.masked_spec_embed)
+
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients into the conv feature encoder (usual when fine-tuning)."""
+        backbone = self if self.head_keys is None else self.backbone
+        backbone.feature_encoder.freeze()
+
+
+class Data2VecAudioModel(Data2VecAudioPreTrainedModel):
+    def __init__(self, config: Data2VecAudioConfig) -> None:
+        super().__init__(config)
+        self.feature_encoder = ConvFeatureEncoder(config)
+        self.feature_projection = FeatureProjection(config)
+        if config.mask_time_prob > 0.0 or config.mask_feature_prob > 0.0:
+            self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size).uniform_())
+        else:
+            self.masked_spec_embed = None
+        self.positional_conv = PositionalConvStack(config)
+        self.encoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                config.hidden_size,
+                config.num_attention_heads,
+                config.intermediate_size,
+                act=config.hidden_act,
+                norm_first=False,
+                layer_norm_eps=config.layer_norm_eps,
+                hidden_dropout=config.hidden_dropout,
+                attention_dropout=config.attention_dropout,
+                activation_dropout=config.activation_dropout,
+            )
+            for _ in range(config.num_hidden_layers)
+        )
+        self.adapter = Adapter(config) if config.add_adapter else None
+        self.post_init()
+
+    # ------------------------------------------------------------ SpecAugment
+    def _apply_spec_augment(
+        self,
+        hidden_states: torch.Tensor,
+        mask_time_indices: torch.Tensor | None,
+        frame_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Replace masked time steps by ``masked_spec_embed`` (given ``mask_time_indices`` in any mode,
+        sampled ones in training) and zero masked channels (training only)."""
+        config = self.config
+        if not config.apply_spec_augment:
+            return hidden_states
+        batch, frames, width = hidden_states.shape
+        if mask_time_indices is None and self.training and config.mask_time_prob > 0:
+            mask_time_indices = compute_span_mask(
+                (batch, frames),
+                config.mask_time_prob,
+                config.mask_time_length,
+                min_masks=config.mask_time_min_masks,
+                attention_mask=frame_mask,
+                device=hidden_states.device,
+            )
+        if mask_time_indices is not None:
+            if self.masked_spec_embed is None:
+                raise ValueError(
+                    "mask_time_indices was given but this model has no masked_spec_embed (it is only built when "
+                    "mask_time_prob > 0 or mask_feature_prob > 0): load the model with mask_time_prob > 0"
+                )
+            if tuple(mask_time_indices.shape) != (batch, frames):
+                raise ValueError(
+                    f"mask_time_indices has shape {tuple(mask_time_indices.shape)} but the audio gives "
+                    f"{frames} frames: expected ({batch}, {frames})"
+                )
+            embed = self.masked_spec_embed.to(hidden_states.dtype)
+            hidden_states = torch.where(mask_time_indices.to(hidden_states.device).bool()[..., None], embed, hidden_states)
+        if self.training and config.mask_feature_prob > 0:
+            channel_mask = compute_span_mask(
+                (batch, width),
+                config.mask_feature_prob,
+                config.mask_feature_length,
+                min_masks=config.mask_feature_min_masks,
+                device=hidden_states.device,
+            )
+            hidden_states = hidden_states.masked_fill(channel_mask[:, None, :], 0.0)
+        return hidden_states
+
+    # ------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        output_feed_forward_states: bool = False,
+    ) -> AudioEncoderOutput:
+        """input_values: (batch, samples) float waveform (or (samples,) for one utterance);
+        attention_mask: same shape, 1 for audio and 0 for right padding; mask_time_indices:
+        (batch, frames) bool, frames to replace by ``masked_spec_embed`` (applied in eval too).
+
+        ``hidden_states`` holds the transformer's input and each layer's output (before the adapter);
+        ``output_feed_forward_states`` adds, as the extra attribute ``feed_forward_states``, each
+        layer's feed-forward output before its residual and LayerNorm (the data2vec targets).
+        In training, a layer dropped by ``layerdrop`` repeats its input in ``hidden_states`` and
+        gives None in ``attentions`` / ``feed_forward_states``.
+        """
+        input_values, attention_mask = check_audio_inputs(self.config, input_values, attention_mask)
+        input_values = input_values.to(self.feature_projection.linear.weight.dtype)  # e.g. a half-precision model
+        features = self.feature_encoder(input_values).transpose(1, 2)  # (batch, frames, channels)
+        frames = features.shape[1]
+        frame_mask = None
+        if attention_mask is not None:
+            frame_mask = frame_attention_mask(attention_mask, frames, self.config)  # (batch, frames)
+
+        hidden_states, extract_features = self.feature_projection(features)  # (batch, frames, hidden)
+        hidden_states = self._apply_spec_augment(hidden_states, mask_time_indices, frame_mask)
+        if frame_mask is not None:
+            hidden_states = hidden_states.masked_fill(~frame_mask[..., None], 0.0)
+        hidden_states = hidden_states + self.positional_conv(hidden_states)
+        hidden_states = self.dropout(self.encoder_norm(hidden_states))
+        attention_bias = attention_bias_from_masks(
+            frame_mask, query_length=frames, key_length=frames, dtype=hidden_states.dtype, device=hidden_states.device
+        )
+
+        all_hidden = [hidden_states] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        feed_forward_states = [] if output_feed_forward_states else None
+        for layer in self.layers:
+            skipped = self.training and self.config.layerdrop > 0 and float(torch.rand(())) < self.config.layerdrop
+            attention = feed_forward = None
+            if not skipped:
+                result = layer(hidden_states, attention_bias, output_attentions=output_attentions)
+                hidden_states, attention, feed_forward = result.hidden_states, result.attention, result.feed_forward_output
+            if all_hidden is not None:
+                all_hidden.append(hidden_states)
+            if all_attentions is not None:
+                all_attentions.append(attention)
+            if feed_forward_states is not None:
+                feed_forward_states.append(feed_forward)
+
+        last_hidden_state = self.adapter(hidden_states) if self.adapter is not None else hidden_states
+        output = AudioEncoderOutput(
+            last_hidden_state=last_hidden_state,
+            extract_features=extract_features,
+            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+            attentions=tuple(all_attentions) if all_attentions is not None else None,
+        )
+        if feed_forward_states is not None:
+            output.feed_forward_states = tuple(feed_forward_states)
+        return output
