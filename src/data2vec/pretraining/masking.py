@@ -1,0 +1,322 @@
+"""Which positions the student does not see: one sampler per modality.
+
+- ``span_mask``: speech. Spans of ``mask_length`` frames; about ``mask_prob * T / mask_length`` span
+  starts per row, drawn without replacement, overlaps allowed (wav2vec 2.0 / data2vec 1.0:
+  ``mask_prob 0.65, mask_length 10`` masks about half the frames).
+- ``block_mask_2d``: images. BEiT block-wise masking of a patch grid (data2vec 1.0 image: 120 of
+  14x14 patches, blocks of at least 16 patches, aspect ratio 0.3 to 1/0.3).
+- ``token_mask``: text. BERT-style replacement of chosen tokens (``mode="bert"``), or spans of
+  ``mask_multiple_length`` tokens (``mode="span"``, the released fairseq data2vec text recipe).
+
+All samplers return bool masks, True = masked (the loss is taken there). Randomness comes from
+``generator`` (a ``torch.Generator`` on any device) or, when None, from torch's global generator;
+the same generator state gives the same masks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+# ---------------------------------------------------------------------------- random numbers
+
+
+def _uniform(shape: Sequence[int], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """U[0, 1) float32 numbers of ``shape`` on ``device``, drawn from ``generator``'s device."""
+    source = generator.device if generator is not None else device
+    return torch.rand(tuple(shape), generator=generator, device=source).to(device)
+
+
+def _rounding(count: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Probabilistic rounding of a float tensor: floor(x + u), u ~ U[0, 1), one u per entry."""
+    u = _uniform(count.shape, generator, count.device).double()
+    return torch.floor(count.double() + u).long()
+
+
+def _choose_without_replacement(
+    allowed: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """(B, N) bool: for each row, ``counts[row]`` positions drawn uniformly without replacement
+    among the row's ``allowed`` positions (``counts`` must not exceed the allowed count)."""
+    scores = _uniform(allowed.shape, generator, allowed.device)
+    scores = scores.masked_fill(~allowed, 2.0)  # disallowed positions sort last
+    ranks = scores.argsort(dim=1).argsort(dim=1)  # (B, N) rank of each position in its row
+    return (ranks < counts[:, None]) & allowed
+
+
+def _cover_spans(starts: torch.Tensor, span: int) -> torch.Tensor:
+    """(B, N) bool span starts -> (B, N + span - 1) bool: every start masks itself and the next
+    ``span - 1`` positions."""
+    batch, positions = starts.shape
+    padded = torch.zeros(batch, positions + 2 * (span - 1) + 1, dtype=torch.int32, device=starts.device)
+    padded[:, span : span + positions] = starts.int()
+    running = padded.cumsum(dim=1)  # running[i] = starts up to padded index i
+    # position t (0-based, t < positions + span - 1) is covered by starts in [t - span + 1, t]
+    covered = running[:, span : span + positions + span - 1] - running[:, : positions + span - 1]
+    return covered > 0
+
+
+# ---------------------------------------------------------------------------- speech
+
+
+def span_mask(
+    batch: int,
+    length: int,
+    mask_prob: float,
+    mask_length: int,
+    *,
+    min_masks: int = 1,
+    lengths: Sequence[int] | torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Span mask for a (batch, length) sequence batch -> bool (batch, length), True = masked.
+
+    Row ``b`` with ``valid = lengths[b]`` real positions (right padding; all ``length`` when
+    ``lengths`` is None) gets ``n = max(floor(mask_prob * valid / mask_length + u), min_masks)``
+    span starts (``u ~ U[0, 1)`` drawn per row), capped at the ``valid - mask_length + 1`` starts
+    whose span ends inside the row. Starts are drawn uniformly without replacement; each masks
+    ``mask_length`` consecutive positions. Spans may overlap, so the masked fraction is below
+    ``mask_prob`` (about ``1 - exp(-mask_prob)`` for long rows). Padding is never masked.
+    """
+    if batch < 1 or length < 1:
+        raise ValueError(f"batch and length must be positive, got batch={batch}, length={length}")
+    if not 0.0 <= mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
+    if mask_length < 1:
+        raise ValueError(f"mask_length must be at least 1, got {mask_length}")
+    if min_masks < 0:
+        raise ValueError(f"min_masks must be >= 0, got {min_masks}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if lengths is None:
+        valid = torch.full((batch,), length, dtype=torch.long)
+    else:
+        valid = torch.as_tensor(lengths).detach().to("cpu").long().reshape(-1)
+        if valid.numel() != batch:
+            raise ValueError(f"lengths has {valid.numel()} entries, expected one per row ({batch})")
+        if bool((valid > length).any()) or bool((valid < 0).any()):
+            raise ValueError(f"lengths must lie in [0, {length}], got {valid.tolist()}")
+    if bool((valid < mask_length).any()):
+        raise ValueError(
+            f"rows of {valid.min().item()} positions are shorter than one mask span ({mask_length}): "
+            "use longer inputs (a larger minimum crop) or a smaller mask_length"
+        )
+    possible_starts = length - mask_length + 1
+    valid = valid.to(device)
+    counts = _rounding(mask_prob * valid.double() / mask_length, generator).clamp(min=min_masks)
+    counts = torch.minimum(counts, valid - mask_length + 1)  # (B,)
+    start_allowed = torch.arange(possible_starts, device=device)[None, :] <= (valid - mask_length)[:, None]
+    starts = _choose_without_replacement(start_allowed, counts, generator)  # (B, possible_starts)
+    return _cover_spans(starts, mask_length)  # (B, length)
+
+
+# ---------------------------------------------------------------------------- images
+
+
+class _UniformStream:
+    """U[0, 1) numbers drawn from a torch generator in chunks, handed out one by one."""
+
+    def __init__(self, generator: torch.Generator | None, chunk: int = 1024) -> None:
+        self.generator = generator
+        self.chunk = chunk
+        self.buffer: list[float] = []
+
+    def __call__(self) -> float:
+        if not self.buffer:
+            device = self.generator.device if self.generator is not None else "cpu"
+            draws = torch.rand(self.chunk, generator=self.generator, device=device, dtype=torch.float64)
+            self.buffer = draws.tolist()[::-1]
+        return self.buffer.pop()
+
+    def between(self, low: float, high: float) -> float:
+        """Uniform between ``low`` and ``high`` (either order)."""
+        return low + (high - low) * self()
+
+    def integer(self, count: int) -> int:
+        """Uniform integer in [0, count)."""
+        return min(int(self() * count), count - 1)
+
+
+def _place_block(
+    grid: np.ndarray,
+    budget: int,
+    min_num_patches: int,
+    log_aspect_range: tuple[float, float],
+    max_attempts: int,
+    uniform: _UniformStream,
+) -> int:
+    """Mask one random block adding between 1 and ``budget`` new patches to ``grid`` (H, W) in place;
+    returns the number of newly masked patches (0 when ``max_attempts`` draws all failed)."""
+    height, width = grid.shape
+    for _ in range(max_attempts):
+        area = uniform.between(min_num_patches, budget)
+        aspect = math.exp(uniform.between(*log_aspect_range))  # height / width
+        block_height = int(round(math.sqrt(area * aspect)))
+        block_width = int(round(math.sqrt(area / aspect)))
+        if not (1 <= block_height <= height and 1 <= block_width <= width):
+            continue
+        top = uniform.integer(height - block_height + 1)
+        left = uniform.integer(width - block_width + 1)
+        window = grid[top : top + block_height, left : left + block_width]
+        new_patches = block_height * block_width - int(window.sum())
+        if 0 < new_patches <= budget:
+            window[...] = True
+            return new_patches
+    return 0
+
+
+def block_mask_2d(
+    batch: int,
+    height: int,
+    width: int,
+    num_masking_patches: int,
+    *,
+    min_num_patches: int = 16,
+    min_aspect: float = 0.3,
+    max_aspect: float | None = None,
+    max_num_patches: int | None = None,
+    max_attempts: int = 10,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """BEiT block-wise mask of a (height, width) patch grid -> bool (batch, height * width), row-major.
+
+    Per sample, blocks are added until ``num_masking_patches`` patches are masked. A block has
+    area ``A ~ U[min_num_patches, budget]`` with ``budget = min(remaining, max_num_patches)`` (when
+    the budget is below ``min_num_patches`` the area lies between the two), aspect ratio
+    ``r = height/width`` log-uniform in ``[min_aspect, max_aspect]`` (``max_aspect`` defaults to
+    ``1 / min_aspect``), size ``round(sqrt(A r)) x round(sqrt(A / r))`` and a uniform position
+    inside the grid. A block counts only its newly masked patches and is rejected when it adds
+    none or more than the budget; after ``max_attempts`` rejections in a row sampling stops.
+
+    So no sample exceeds ``num_masking_patches``; most reach it exactly and the rest fall short
+    by a few patches (on 14x14 with 120 patches, the mean is within 1% of 120).
+    """
+    if batch < 1 or height < 1 or width < 1:
+        raise ValueError(f"batch, height and width must be positive, got {batch}, {height}, {width}")
+    if not 0 <= num_masking_patches <= height * width:
+        raise ValueError(
+            f"num_masking_patches must be in [0, {height * width}] for a {height}x{width} grid, "
+            f"got {num_masking_patches}"
+        )
+    if min_num_patches < 1:
+        raise ValueError(f"min_num_patches must be at least 1, got {min_num_patches}")
+    max_aspect = 1.0 / min_aspect if max_aspect is None and min_aspect > 0 else max_aspect
+    if not (min_aspect > 0 and max_aspect is not None and max_aspect >= min_aspect):
+        raise ValueError(f"need 0 < min_aspect <= max_aspect, got min_aspect={min_aspect}, max_aspect={max_aspect}")
+    if max_num_patches is None:
+        max_num_patches = num_masking_patches
+    if max_num_patches < 1 and num_masking_patches > 0:
+        raise ValueError(f"max_num_patches must be at least 1, got {max_num_patches}")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+
+    log_aspect_range = (math.log(min_aspect), math.log(max_aspect))
+    uniform = _UniformStream(generator)
+    masks = np.zeros((batch, height, width), dtype=bool)
+    for grid in masks:
+        masked = 0
+        while masked < num_masking_patches:
+            budget = min(num_masking_patches - masked, max_num_patches)
+            added = _place_block(grid, budget, min_num_patches, log_aspect_range, max_attempts, uniform)
+            if added == 0:
+                break
+            masked += added
+    result = torch.from_numpy(masks.reshape(batch, height * width))
+    return result.to(device) if device is not None else result
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def token_mask(
+    input_ids: torch.Tensor,
+    *,
+    special_tokens_mask: torch.Tensor,
+    mask_token_id: int,
+    vocab_size: int,
+    mask_prob: float = 0.15,
+    mode: str = "bert",
+    mask_multiple_length: int = 1,
+    random_token_prob: float = 0.1,
+    leave_unmasked_prob: float = 0.1,
+    special_token_ids: Sequence[int] = (),
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask tokens for masked prediction -> (masked_input_ids, mask), both (batch, seq).
+
+    ``special_tokens_mask`` (batch, seq): True (or 1) at special tokens AND padding; these are
+    never chosen. ``mask`` is True at every chosen position: the positions where the loss is taken.
+
+    Choosing (per row, ``n`` = number of maskable tokens, ``u ~ U[0, 1)`` per row):
+    - ``mode="bert"``: ``floor(mask_prob * n + u)`` tokens, uniformly without replacement.
+    - ``mode="span"``: ``floor(mask_prob * n / mask_multiple_length + u)`` span starts among the
+      maskable tokens, uniformly without replacement; each span covers the start and the next
+      ``mask_multiple_length - 1`` positions, skipping special/padding positions (so spans stop at
+      the end of the text). Spans may overlap, hence about ``1 - (1 - mask_prob/L)^L`` of the tokens
+      are chosen (~0.31 for the released recipe's 0.35 and L=4), as in fairseq's MaskTokensDataset.
+
+    Replacing each chosen token independently: with probability ``random_token_prob`` by a random
+    id, uniform over ``range(vocab_size)`` except ``mask_token_id`` and ``special_token_ids``; with
+    probability ``leave_unmasked_prob`` kept; otherwise by ``mask_token_id``. fairseq's data2vec
+    text model takes its loss where the input holds ``<mask>``; with ``random_token_prob =
+    leave_unmasked_prob = 0`` (the released recipe) that is exactly ``mask``.
+    """
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        raise ValueError("input_ids must be a (batch, seq) tensor of token ids")
+    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    special = torch.as_tensor(special_tokens_mask, device=input_ids.device)
+    if tuple(special.shape) != tuple(input_ids.shape):
+        raise ValueError(
+            f"special_tokens_mask has shape {tuple(special.shape)}, expected {tuple(input_ids.shape)} "
+            "(True at special tokens and padding)"
+        )
+    if mode not in ("bert", "span"):
+        raise ValueError(f"mode must be 'bert' or 'span', got {mode!r}")
+    if mode == "bert" and mask_multiple_length != 1:
+        raise ValueError("mask_multiple_length > 1 needs mode='span' (mode='bert' masks single tokens)")
+    if mask_multiple_length < 1:
+        raise ValueError(f"mask_multiple_length must be at least 1, got {mask_multiple_length}")
+    if not 0.0 <= mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
+    if random_token_prob < 0 or leave_unmasked_prob < 0 or random_token_prob + leave_unmasked_prob > 1.0:
+        raise ValueError(
+            "random_token_prob and leave_unmasked_prob must be >= 0 with a sum <= 1, "
+            f"got {random_token_prob} and {leave_unmasked_prob}"
+        )
+    if not 0 <= mask_token_id < vocab_size:
+        raise ValueError(f"mask_token_id {mask_token_id} is outside the vocabulary [0, {vocab_size})")
+
+    device = input_ids.device
+    maskable = ~special.bool()  # (B, T)
+    maskable_counts = maskable.sum(dim=1)  # (B,)
+    span = mask_multiple_length
+    counts = _rounding(mask_prob * maskable_counts.double() / span, generator)
+    counts = torch.minimum(counts, maskable_counts)
+    starts = _choose_without_replacement(maskable, counts, generator)  # (B, T)
+    if span == 1:
+        chosen = starts
+    else:
+        chosen = _cover_spans(starts, span)[:, : input_ids.shape[1]] & maskable
+
+    decision = _uniform(input_ids.shape, generator, device)  # (B, T)
+    to_random = chosen & (decision < random_token_prob)
+    to_mask = chosen & (decision >= random_token_prob + leave_unmasked_prob)
+    masked_ids = input_ids.masked_fill(to_mask, mask_token_id)
+    if random_token_prob > 0:
+        excluded = torch.tensor(sorted({int(i) for i in special_token_ids} | {mask_token_id}), dtype=torch.long)
+        if bool(((excluded < 0) | (excluded >= vocab_size)).any()):
+            raise ValueError(f"special_token_ids {list(special_token_ids)} must lie in [0, {vocab_size})")
+        keep = torch.ones(vocab_size, dtype=torch.bool)
+        keep[excluded] = False
+        candidates = torch.arange(vocab_size)[keep].to(device)  # ids a random replacement may take
+        if candidates.numel() == 0:
+            raise ValueError("no token id is left for random replacement: set random_token_prob=0")
+        pick = _uniform(input_ids.shape, generator, device)
+        random_ids = candidates[(pick * candidates.numel()).long().clamp(max=candidates.numel() - 1)]
+        masked_ids = torch.where(to_random, random_ids.to(input_ids.dtype), masked_ids)
+    return masked_ids, chosen

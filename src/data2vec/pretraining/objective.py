@@ -1,0 +1,126 @@
+"""The student's side of the objective: a regression head, the regression loss on masked
+positions, and the spread of predictions and targets that the collapse watch follows.
+
+data2vec 1.0 settings: speech L2 (beta 0), summed over channels, scale 1/sqrt(C), Linear head;
+image smooth L1 beta 2, mean over all elements (scale 1/C, reduction "mean"), Linear head;
+text smooth L1 beta 4, summed over channels, scale 1, 2-layer head (C -> 2C -> GELU -> C).
+fairseq divides the summed loss by the number of masked positions (reduction "sum", then / N).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+class RegressionHead(nn.Module):
+    """Maps student states (..., hidden) to target space (..., target_dim).
+
+    num_layers=1: one Linear. num_layers=n>1: Linear(hidden, 2*hidden) -> GELU, then n-2 more
+    Linear(2*hidden, 2*hidden) -> GELU, then Linear(2*hidden, target_dim).
+    init_std: when given, weights ~ N(0, init_std) and zero biases (BERT init); else PyTorch's default.
+    """
+
+    def __init__(self, hidden: int, target_dim: int, num_layers: int = 1, *, init_std: float | None = None) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        layers: list[nn.Module] = []
+        width = hidden
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(width, 2 * hidden), nn.GELU()]
+            width = 2 * hidden
+        layers.append(nn.Linear(width, target_dim))
+        self.layers = nn.Sequential(*layers)
+        if init_std is not None:
+            for module in self.layers:
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=init_std)
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.layers(hidden_states)
+
+
+def regression_loss(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    beta: float = 0.0,
+    scale: float | None = None,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """Loss between predictions and targets at the masked positions, both (N, C).
+
+    Per element: beta == 0 -> squared error d^2; beta > 0 -> smooth L1
+    (0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta). Summed over C, multiplied by ``scale``
+    (None -> 1/sqrt(C)), then reduced over N: "sum" (caller divides by N, as fairseq does),
+    "mean", or "none" (per-position values, (N,)). Computed in float32; the target is treated as
+    a constant (no gradient flows into it).
+    """
+    if prediction.shape != target.shape or prediction.dim() != 2:
+        raise ValueError(
+            f"prediction and target must both be (positions, channels), got {tuple(prediction.shape)} "
+            f"and {tuple(target.shape)}: select the masked positions first (states[mask])"
+        )
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    if reduction not in ("sum", "mean", "none"):
+        raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
+    prediction = prediction.float()
+    target = target.detach().float()
+    if beta == 0:
+        elementwise = F.mse_loss(prediction, target, reduction="none")
+    else:
+        elementwise = F.smooth_l1_loss(prediction, target, reduction="none", beta=beta)
+    channels = prediction.shape[-1]
+    per_position = elementwise.sum(dim=-1) * (1.0 / math.sqrt(channels) if scale is None else scale)  # (N,)
+    if reduction == "sum":
+        return per_position.sum()
+    if reduction == "mean":
+        return per_position.mean()
+    return per_position
+
+
+def _mean_std(values: torch.Tensor, all_reduce: bool, eps: float = 1e-6) -> torch.Tensor:
+    """mean over channels of sqrt(unbiased variance over positions + eps), for (N, C) values
+    (any leading dims are flattened into N). With ``all_reduce`` and an initialised process group,
+    the statistics pool the positions of every rank."""
+    with torch.no_grad():
+        values = values.detach().float().reshape(-1, values.shape[-1])  # (N, C)
+        if all_reduce and dist.is_available() and dist.is_initialized():
+            stats = torch.cat(
+                [
+                    values.new_tensor([values.shape[0]]).double(),
+                    values.double().sum(dim=0),
+                    values.double().square().sum(dim=0),
+                ]
+            )
+            dist.all_reduce(stats)
+            count, total, total_squares = stats[0], stats[1 : 1 + values.shape[1]], stats[1 + values.shape[1] :]
+            if count < 2:
+                raise ValueError("the spread of predictions/targets needs at least 2 masked positions")
+            variance = (total_squares - total.square() / count) / (count - 1)
+            return torch.sqrt(variance.clamp(min=0) + eps).mean().float()
+        if values.shape[0] < 2:
+            raise ValueError(
+                f"the spread of predictions/targets needs at least 2 masked positions, got {values.shape[0]}"
+            )
+        return torch.sqrt(values.var(dim=0) + eps).mean()
+
+
+def target_std(target: torch.Tensor, *, all_reduce: bool = False) -> torch.Tensor:
+    """Spread of the targets at the masked positions (N, C): per-channel standard deviation over
+    positions (unbiased, + 1e-6 inside the root), averaged over channels. fairseq aborts when this
+    falls below 0.1 after 5k updates (collapse)."""
+    return _mean_std(target, all_reduce)
+
+
+def prediction_std(prediction: torch.Tensor, *, all_reduce: bool = False) -> torch.Tensor:
+    """Spread of the student's predictions at the masked positions (N, C), as ``target_std``.
+    fairseq aborts when this falls below 0.01 after 5k updates."""
+    return _mean_std(prediction, all_reduce)

@@ -1,0 +1,100 @@
+"""The fine-tuning loop: any model of this library whose forward takes a batch dict with
+``labels`` and returns an output with ``loss`` and ``logits``.
+
+AdamW with linear warmup and cosine decay, gradient clipping, seeded data order, a tqdm bar
+with the running loss, and accuracy on an evaluation set."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class FinetuneSettings:
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    clip_norm: float = 1.0
+    seed: int = 0
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear from 0 to 1 over ``warmup_steps``, then cosine to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases, norms, tokens and tables (1-D tensors); decay elsewhere."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 or name.endswith(("cls_token", "mask_token")) else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, input_name: str, batch_size: int = 256) -> float:
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        logits = model(**{input_name: inputs[start : start + batch_size]}).logits
+        correct += int((logits.argmax(-1) == labels[start : start + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(1, len(labels))
+
+
+def finetune(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    settings: FinetuneSettings,
+    *,
+    input_name: str = "pixel_values",
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    description: str = "fine-tune",
+    progress: bool = True,
+) -> list[float]:
+    """Train ``model`` on (inputs, labels) in memory. Returns the loss of every step."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    steps_per_epoch = math.ceil(len(labels) / settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, max(1, int(settings.warmup_fraction * total))))
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(total=total, desc=description, unit="step", disable=not progress, leave=False)
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(labels), generator=generator)
+        for start in range(0, len(labels), settings.batch_size):
+            index = order[start : start + settings.batch_size]
+            batch = inputs[index]
+            if augment is not None:
+                batch = augment(batch, generator)
+            loss = model(**{input_name: batch}, labels=labels[index]).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    return losses
