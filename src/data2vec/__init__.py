@@ -45,25 +45,20 @@ _NAMES = {
     ],
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
-__all__ = sorted(_MODULE_OF)
+_OPTIONAL = {"data2vec.vision.tf"}  # needs the `tf` extra; raises an ImportError that says so
+# `from data2vec import *` leaves out the TensorFlow classes, so that it works (and stays
+# light) without the extra; they are still importable by name.
+__all__ = sorted(name for name, module in _MODULE_OF.items() if module not in _OPTIONAL)
 
 
 def __getattr__(name: str) -> Any:
     module_name = _MODULE_OF.get(name)
     if module_name is None:
         raise AttributeError(f"module 'data2vec' has no attribute {name!r}")
-    if module_name == "data2vec.vision.tf":
-        try:
-            import tensorflow  # noqa: F401
-            import keras  # noqa: F401
-        except ImportError as error:
-            raise ImportError(
-                f"{name} needs TensorFlow and Keras 3, which are not installed: pip install \"data2vec[tf]\""
-            ) from error
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+    return sorted(set(globals()) | set(_MODULE_OF))
