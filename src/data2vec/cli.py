@@ -15,6 +15,62 @@ def _demo(args: argparse.Namespace) -> int:
     raise SystemExit(f"unknown demo {args.modality!r}")
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from .pretraining.recipe import Recipe, RecipeError
+    from .pretraining.trainer import CollapseError, Pretrainer, TrainingDivergedError
+
+    package_logger = logging.getLogger("data2vec")
+    if os.environ.get("RANK", "0") == "0" and not package_logger.handlers:  # under torchrun, rank 0 reports
+        package_logger.addHandler(logging.StreamHandler())
+        package_logger.setLevel(logging.INFO)
+
+    try:
+        recipe = Recipe.load(args.recipe)
+        if args.steps is not None:
+            recipe = recipe.with_total_steps(args.steps)
+        if args.device is not None:
+            recipe = recipe.replace(device=args.device)
+    except RecipeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out_dir = args.out or f"runs/{recipe.name}"
+    try:
+        trainer = Pretrainer(recipe, args.data, out_dir, resume=args.resume, progress=not args.no_progress)
+    except (RecipeError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = trainer.train(stop_after=args.stop_after)
+    except (CollapseError, TrainingDivergedError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("aborted by a second Ctrl-C: this update was not saved (the last checkpoint is intact)", file=sys.stderr)
+        return 130
+    finally:
+        trainer.close()
+    if trainer.dist.is_main and not result.interrupted:
+        print(f"update {result.step} of {recipe.optim.total_steps}; checkpoint {result.checkpoint}")
+        print(f"log {trainer.log_path}; plot {trainer.plot_path}")
+        print(f"export the backbone with: data2vec export-backbone {result.checkpoint} <folder>")
+    return 130 if result.interrupted else 0
+
+
+def _export_backbone(args: argparse.Namespace) -> int:
+    from .pretraining.export import export_backbone
+
+    try:
+        folder = export_backbone(args.checkpoint, args.directory, which="teacher" if args.teacher else "student")
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {'teacher' if args.teacher else 'student'} backbone to {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="data2vec", description="data2vec models, preprocessing and pretraining")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -26,6 +82,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=600, help="training steps")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_demo)
+
+    pretrain = commands.add_parser(
+        "pretrain",
+        help="data2vec self-supervised pretraining (speech, vision or text)",
+        description="Pretrain a backbone with data2vec. Runs on one process, or on several with "
+        "`torchrun --nproc_per_node N -m data2vec.cli pretrain ...` (data parallel).",
+    )
+    pretrain.add_argument("--recipe", required=True, help="recipe YAML file, or a name in recipes/ (e.g. vision-tiny)")
+    pretrain.add_argument(
+        "--data", required=True,
+        help="speech: folder of wav/flac or a .tsv manifest; vision: image folder or .npy/.pt array; "
+        "text: a text file or a folder of .txt files",
+    )
+    pretrain.add_argument("--out", default=None, help="run folder (default runs/<recipe name>)")
+    pretrain.add_argument("--steps", type=int, default=None, help="total optimizer updates (overrides the recipe)")
+    pretrain.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    pretrain.add_argument(
+        "--stop-after", type=int, default=None, metavar="K",
+        help="stop (with a checkpoint) after K updates of this invocation; continue later with --resume",
+    )
+    pretrain.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="overrides the recipe")
+    pretrain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pretrain.set_defaults(handler=_pretrain)
+
+    export = commands.add_parser(
+        "export-backbone", help="write a pretrained backbone as a Hugging Face model folder"
+    )
+    export.add_argument("checkpoint", help="checkpoint.pt of `data2vec pretrain`, or its run folder")
+    export.add_argument("directory", help="output folder")
+    export.add_argument("--teacher", action="store_true", help="export the EMA teacher instead of the student")
+    export.set_defaults(handler=_export_backbone)
     return parser
 
 

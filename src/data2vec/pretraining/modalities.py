@@ -1,0 +1,375 @@
+"""The only modality-specific code of pretraining: one small adapter per modality.
+
+An adapter knows, for its backbone:
+- how to build it from the recipe (and from facts of the data, e.g. the text vocabulary),
+- how to read the data (``build_dataset``),
+- how to mask a batch: ``sample_masks(batch)`` (on the CPU, inside the data loader's workers)
+  adds ``mask`` (batch, positions), True where the loss is taken, and whatever masked input
+  the student needs; ``model_inputs(batch) -> (student_inputs, teacher_inputs, mask)``,
+- how to run the student on its (masked) inputs -> final states (batch, positions, hidden),
+- how to run the teacher on the unmasked inputs -> per-layer outputs [(batch, positions, hidden)],
+- which files besides the weights an exported backbone folder needs.
+
+``positions`` are frames (speech), patches without CLS (vision) or tokens (text). Masks are
+sampled per item from the item's ``mask_seeds`` entry, so they do not depend on how the global
+batch is split across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .masking import block_mask_2d, span_mask, token_mask
+from .recipe import Recipe, RecipeError
+
+logger = logging.getLogger(__name__)
+
+Batch = dict[str, torch.Tensor]
+
+
+def _generators(batch: Batch) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(int(seed)) for seed in batch["mask_seeds"].tolist()]
+
+
+def _check_model_keys(recipe: Recipe, config_class) -> None:
+    unknown = sorted(set(recipe.model) - config_class.field_names() - {"num_labels"})
+    if unknown:
+        raise RecipeError(
+            f"model keys {unknown} are not keys of {config_class.__name__}: check the spelling "
+            "(the model section takes the backbone's config.json keys)"
+        )
+
+
+class ModalityAdapter:
+    """Shared plumbing; subclasses fill in the modality."""
+
+    name = ""
+    config_class: type = object
+    backbone_class: type = object
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        _check_model_keys(recipe, self.config_class)
+        self.extras: dict[str, Any] = {}  # saved in checkpoints (e.g. the tokenizer files)
+
+    # -- building
+    def build_dataset(self, source, work_dir: Path, *, is_main: bool = True, barrier: Callable[[], None] = lambda: None):
+        raise NotImplementedError
+
+    def model_config(self):
+        """The backbone config: the recipe's model section, completed with facts of the data."""
+        return self.config_class(**self.recipe.model)
+
+    def build_backbone(self, config) -> nn.Module:
+        return self.backbone_class(config)
+
+    def may_skip_parameters(self, config) -> bool:
+        """True when some parameters may get no gradient in a step (DDP must then look for them)."""
+        return False
+
+    def bind(self, config) -> None:
+        """Use ``config`` (the built backbone's) for masking shapes and vocabulary."""
+        self._config = config
+
+    # -- one step
+    def sample_masks(self, batch: Batch) -> Batch:
+        """CPU tensors to add to ``batch``: at least ``mask`` (batch, positions) bool."""
+        raise NotImplementedError
+
+    def model_inputs(self, batch: Batch) -> tuple[Batch, Batch, torch.Tensor]:
+        """(student inputs, teacher inputs, mask) of a masked batch."""
+        raise NotImplementedError
+
+    def student_states(self, student: nn.Module, inputs: Batch) -> torch.Tensor:
+        """The student's final states (batch, positions, hidden)."""
+        return student(**inputs).last_hidden_state
+
+    def teacher_layers(self, teacher: nn.Module, inputs: Batch) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The teacher's per-layer outputs [(batch, positions, hidden)] and a padding mask (or None)."""
+        return self._layer_outputs(teacher(**inputs, **self._layer_request())), None
+
+    def _layer_request(self) -> dict[str, bool]:
+        """The forward keyword that makes the backbone return the recipe's per-layer outputs."""
+        if self.recipe.targets.layer_output == "feed_forward":
+            return {"output_feed_forward_states": True}
+        return {"output_hidden_states": True}
+
+    def _layer_outputs(self, output) -> list[torch.Tensor]:
+        if self.recipe.targets.layer_output == "feed_forward":
+            return list(output.feed_forward_states)
+        return list(output.hidden_states[1:])  # block outputs (hidden_states[0] is the input)
+
+    # -- export
+    def export_backbone(self, config) -> tuple[nn.Module, tuple[str, ...]]:
+        """The backbone to export and the prefixes of its weights that pretraining does not train."""
+        return self.build_backbone(config), ()
+
+    def export_extras(self, directory: Path, extras: dict[str, Any]) -> None:
+        """Write preprocessing files next to the exported weights."""
+
+
+# ---------------------------------------------------------------------------- speech
+class SpeechAdapter(ModalityAdapter):
+    name = "speech"
+
+    def __init__(self, recipe: Recipe) -> None:
+        from ..audio.config import Data2VecAudioConfig
+        from ..audio.model import Data2VecAudioModel
+
+        self.config_class, self.backbone_class = Data2VecAudioConfig, Data2VecAudioModel
+        super().__init__(recipe)
+
+    def model_config(self):
+        config = super().model_config()
+        if config.mask_time_prob <= 0 or not config.apply_spec_augment:
+            raise RecipeError(
+                "the speech student needs its learned mask embedding: set model.mask_time_prob > 0 (e.g. 0.05, "
+                "as the released checkpoints; pretraining masks with the masking section) and apply_spec_augment true"
+            )
+        if config.mask_feature_prob > 0:
+            logger.warning("model.mask_feature_prob > 0: the student also zeroes random channels while pretraining")
+        return config
+
+    def build_dataset(self, source, work_dir, *, is_main=True, barrier=lambda: None):
+        from .data import AudioFiles
+
+        data = self.recipe.data
+        return AudioFiles.from_source(
+            source,
+            sampling_rate=data.sampling_rate,
+            max_sample_size=data.max_sample_size,
+            min_sample_size=data.min_sample_size,
+            normalize=data.normalize,
+        )
+
+    def may_skip_parameters(self, config) -> bool:
+        return config.layerdrop > 0
+
+    def sample_masks(self, batch):
+        from ..audio.feature_encoder import feature_encoder_output_length
+
+        masking = self.recipe.masking
+        samples = batch["input_values"].shape[1]
+        frames = int(feature_encoder_output_length(samples, self._config))
+        rows = [
+            span_mask(1, frames, masking.mask_prob, masking.mask_length, min_masks=masking.min_masks, generator=generator)
+            for generator in _generators(batch)
+        ]
+        return {"mask": torch.cat(rows)}  # (batch, frames)
+
+    def model_inputs(self, batch):
+        mask = batch["mask"]
+        student = {"input_values": batch["input_values"], "mask_time_indices": mask}
+        teacher = {"input_values": batch["input_values"]}
+        return student, teacher, mask
+
+    def export_extras(self, directory, extras):
+        from ..audio.features import Data2VecAudioFeatureExtractor
+
+        Data2VecAudioFeatureExtractor(sampling_rate=self.recipe.data.sampling_rate).save_pretrained(directory)
+
+
+# ---------------------------------------------------------------------------- vision
+class VisionAdapter(ModalityAdapter):
+    name = "vision"
+
+    def __init__(self, recipe: Recipe) -> None:
+        from ..vision.config import Data2VecVisionConfig
+        from ..vision.model import Data2VecVisionModel
+
+        self.config_class, self.backbone_class = Data2VecVisionConfig, Data2VecVisionModel
+        super().__init__(recipe)
+
+    def model_config(self):
+        config = super().model_config()
+        if not config.use_mask_token:
+            raise RecipeError("the vision student replaces masked patches by its mask token: set model.use_mask_token: true")
+        rows, columns = config.patch_grid
+        if self.recipe.masking.num_masking_patches > rows * columns:
+            raise RecipeError(
+                f"masking.num_masking_patches={self.recipe.masking.num_masking_patches} exceeds the "
+                f"{rows}x{columns} patch grid"
+            )
+        return config
+
+    def build_dataset(self, source, work_dir, *, is_main=True, barrier=lambda: None):
+        from ..vision.config import as_pair
+        from .data import Images
+
+        data, model = self.recipe.data, self.recipe.model
+        return Images.from_source(
+            source,
+            image_size=as_pair(model.get("image_size", 224), "image_size"),
+            num_channels=model.get("num_channels", 3),
+            mean=data.image_mean,
+            std=data.image_std,
+            crop_scale=data.crop_scale,
+            horizontal_flip=data.horizontal_flip,
+        )
+
+    def sample_masks(self, batch):
+        masking = self.recipe.masking
+        rows, columns = self._config.patch_grid
+        mask = torch.cat(
+            [
+                block_mask_2d(
+                    1, rows, columns, masking.num_masking_patches,
+                    min_num_patches=masking.min_num_patches, max_num_patches=masking.max_num_patches,
+                    min_aspect=masking.min_aspect, max_aspect=masking.max_aspect, generator=generator,
+                )
+                for generator in _generators(batch)
+            ]
+        )  # (batch, patches)
+        return {"mask": mask}
+
+    def model_inputs(self, batch):
+        mask = batch["mask"]
+        student = {"pixel_values": batch["pixel_values"], "bool_masked_pos": mask}
+        teacher = {"pixel_values": batch["pixel_values"]}
+        return student, teacher, mask
+
+    def student_states(self, student, inputs):
+        return student(**inputs).last_hidden_state[:, 1:]  # (batch, patches, hidden), CLS dropped
+
+    def teacher_layers(self, teacher, inputs):
+        output = teacher(**inputs, **self._layer_request())
+        return [layer[:, 1:] for layer in self._layer_outputs(output)], None
+
+    def export_extras(self, directory, extras):
+        from ..vision.config import as_pair
+        from ..vision.image_processor import Data2VecVisionImageProcessor
+
+        height, width = as_pair(self.recipe.model.get("image_size", 224), "image_size")
+        Data2VecVisionImageProcessor(
+            size={"height": height, "width": width},
+            image_mean=self.recipe.data.image_mean,
+            image_std=self.recipe.data.image_std,
+        ).save_pretrained(directory)
+
+
+# ---------------------------------------------------------------------------- text
+TOKENIZER_FOLDER = "tokenizer"
+
+
+class TextAdapter(ModalityAdapter):
+    name = "text"
+
+    def __init__(self, recipe: Recipe) -> None:
+        from ..text.config import Data2VecTextConfig
+        from ..text.model import Data2VecTextModel
+
+        self.config_class, self.backbone_class = Data2VecTextConfig, Data2VecTextModel
+        super().__init__(recipe)
+        self.tokenizer = None
+
+    def build_dataset(self, source, work_dir, *, is_main=True, barrier=lambda: None):
+        from ..text.tokenizer import Data2VecTextTokenizer
+        from ..text.vocabulary import train_tokenizer
+        from .data import TextBlocks, read_paragraphs
+
+        data = self.recipe.data
+        paragraphs = read_paragraphs(source)
+        if self.extras.get("tokenizer_files"):  # resuming: the checkpoint's own tokenizer
+            self.restore_tokenizer(self.extras)
+        elif data.tokenizer is not None:
+            self.tokenizer = Data2VecTextTokenizer.from_pretrained(data.tokenizer)
+        else:
+            folder = Path(work_dir) / TOKENIZER_FOLDER
+            if is_main and not (folder / "vocab.json").is_file():
+                logger.info("training a byte-level BPE vocabulary of %d tokens in %s", data.vocab_size, folder)
+                train_tokenizer(paragraphs, folder, vocab_size=data.vocab_size)
+            barrier()
+            self.tokenizer = Data2VecTextTokenizer.from_pretrained(folder)
+        with tempfile.TemporaryDirectory() as scratch:  # keep the tokenizer files inside checkpoints
+            self.tokenizer.save_pretrained(scratch)
+            self.extras["tokenizer_files"] = {
+                file.name: file.read_text(encoding="utf-8") for file in sorted(Path(scratch).iterdir()) if file.is_file()
+            }
+        return TextBlocks.from_paragraphs(paragraphs, self.tokenizer, data.tokens_per_sample)
+
+    def model_config(self):
+        tokenizer = self.tokenizer
+        overrides = {}
+        if tokenizer is not None:
+            overrides = {
+                "vocab_size": len(tokenizer),
+                "pad_token_id": tokenizer.pad_token_id,
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+            }
+            if self.recipe.model.get("vocab_size") not in (None, len(tokenizer)):
+                logger.info("model.vocab_size set to the tokenizer's %d tokens", len(tokenizer))
+        config = self.config_class(**{**self.recipe.model, **overrides})
+        longest = self.recipe.data.tokens_per_sample + (config.pad_token_id or 0) + 1
+        if longest > config.max_position_embeddings:
+            raise RecipeError(
+                f"blocks of data.tokens_per_sample={self.recipe.data.tokens_per_sample} tokens need "
+                f"max_position_embeddings >= {longest} (positions start after the padding id): raise "
+                "model.max_position_embeddings or lower tokens_per_sample"
+            )
+        return config
+
+    def sample_masks(self, batch):
+        tokenizer, masking = self.tokenizer, self.recipe.masking
+        input_ids = batch["input_ids"]
+        special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=input_ids.dtype)
+        masked_rows, mask_rows = [], []
+        for row, generator in zip(input_ids, _generators(batch)):
+            row = row[None]
+            masked, mask = token_mask(
+                row,
+                special_tokens_mask=torch.isin(row, special_ids),
+                mask_token_id=tokenizer.mask_token_id,
+                vocab_size=self._config.vocab_size,
+                mask_prob=masking.mask_prob,
+                mode=masking.mode,
+                mask_multiple_length=masking.mask_multiple_length,
+                random_token_prob=masking.random_token_prob,
+                leave_unmasked_prob=masking.leave_unmasked_prob,
+                special_token_ids=special_ids.tolist(),
+                generator=generator,
+            )
+            masked_rows.append(masked)
+            mask_rows.append(mask)
+        return {"mask": torch.cat(mask_rows), "masked_input_ids": torch.cat(masked_rows)}  # (batch, tokens) each
+
+    def model_inputs(self, batch):
+        return {"input_ids": batch["masked_input_ids"]}, {"input_ids": batch["input_ids"]}, batch["mask"]
+
+    def build_backbone(self, config):
+        return self.backbone_class(config, add_pooling_layer=False)
+
+    def export_backbone(self, config):
+        # With its (untrained, freshly initialised) pooler, so that the default Data2VecTextModel
+        # of either library finds every weight; sequence-classification heads do not use it.
+        return self.backbone_class(config, add_pooling_layer=True), ("pooler.",)
+
+    def export_extras(self, directory, extras):
+        for name, text in (extras.get("tokenizer_files") or {}).items():
+            (Path(directory) / name).write_text(text, encoding="utf-8")
+
+    def bind(self, config) -> None:
+        super().bind(config)
+        if self.tokenizer is None and self.extras.get("tokenizer_files"):
+            self.restore_tokenizer(self.extras)
+
+    def restore_tokenizer(self, extras: dict[str, Any]) -> None:
+        from ..text.tokenizer import Data2VecTextTokenizer
+
+        with tempfile.TemporaryDirectory() as scratch:
+            self.export_extras(Path(scratch), extras)
+            self.tokenizer = Data2VecTextTokenizer.from_pretrained(scratch)
+
+
+ADAPTERS: dict[str, type[ModalityAdapter]] = {"speech": SpeechAdapter, "vision": VisionAdapter, "text": TextAdapter}
+
+
+def adapter_for(recipe: Recipe) -> ModalityAdapter:
+    return ADAPTERS[recipe.modality](recipe)

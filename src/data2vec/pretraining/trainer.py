@@ -1,0 +1,612 @@
+"""The data2vec pretraining loop, the same for every modality.
+
+One update:
+
+    batch + masks (sampled in the data loader) -> student (masked input) -> head at masked positions
+                                               -> teacher (unmasked input, eval, no grad) -> top-K layers -> targets
+    loss = regression_loss(predictions, targets) / masked positions (of the global batch)
+    backward, clip, AdamW step, lr schedule step, teacher <- EMA(student)
+
+Runs on one process or under ``torchrun`` (DistributedDataParallel: gloo on CPU, nccl on GPU).
+Every rank holds the whole teacher and updates it from the all-reduced student, so the
+teachers stay identical (checked at every checkpoint). The loss of each rank is divided by
+the masked positions of the *global* batch and multiplied by the world size, so the averaged
+gradient equals the gradient one process computes on the whole batch.
+
+A run folder holds ``checkpoint.pt`` (written atomically), ``log.jsonl``, ``loss.png`` and
+``recipe.yaml``. Ctrl-C (SIGINT) or SIGTERM finishes the current update, saves and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import StepBatches, step_loader
+from .ema import EMATeacher, ema_decay
+from .modalities import ModalityAdapter, adapter_for
+from .objective import RegressionHead, prediction_std, regression_loss, target_std
+from .plotting import plot_training_log
+from .recipe import Recipe
+from .targets import average_top_k
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.jsonl"
+PLOT_NAME = "loss.png"
+RECIPE_NAME = "recipe.yaml"
+CHECKPOINT_FORMAT = "data2vec-pretraining"
+CHECKPOINT_VERSION = 1
+# recipe keys that may change between a run and its resumption without breaking exactness
+RESUMABLE_CHANGES = {"optim.total_steps", "log_every", "save_every", "data.num_workers", "device", "name"}
+
+
+class CollapseError(RuntimeError):
+    """The targets or predictions lost their spread: the run learns nothing any more."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    step: int  # optimizer updates done in total
+    interrupted: bool  # stopped by SIGINT / SIGTERM (a checkpoint was saved)
+    out_dir: Path
+    checkpoint: Path
+    last_log: dict[str, Any] | None
+
+
+# ---------------------------------------------------------------------------- processes
+class DistributedContext:
+    """Rank, world size and device of this process; sets up the process group under torchrun."""
+
+    def __init__(self, device_setting: str = "auto") -> None:
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        use_cuda = device_setting == "cuda" or (device_setting == "auto" and torch.cuda.is_available())
+        if use_cuda and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for but no CUDA device is available: use --device cpu")
+        if use_cuda:
+            torch.cuda.set_device(self.local_rank)
+            self.device = torch.device("cuda", self.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        self.owns_group = False
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+            self.owns_group = True
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def all_gather_object(self, value: Any) -> list[Any]:
+        if not self.distributed:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owns_group = False
+
+
+# ---------------------------------------------------------------------------- random states
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {**numpy_state, "state": {**numpy_state["state"], "key": numpy_state["state"]["key"].tolist()}},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuples(state["python"]))
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {**numpy_state["state"], "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _as_tuples(value):
+    return tuple(_as_tuples(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+
+# ---------------------------------------------------------------------------- model
+class StudentWithHead(nn.Module):
+    """The trained part: the student backbone and the regression head (one module for DDP)."""
+
+    def __init__(self, adapter: ModalityAdapter, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        states = self.adapter.student_states(self.backbone, inputs)  # (batch, positions, hidden)
+        return self.head(states[mask])  # (masked positions, target dim)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool, no_decay_patterns: list[str]) -> list[dict]:
+    import re
+
+    patterns = [re.compile(pattern) for pattern in no_decay_patterns]
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        skip = (no_decay_1d and parameter.ndim <= 1) or any(pattern.search(name) for pattern in patterns)
+        (no_decay if skip else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def autocast_context(precision: str, device: torch.device):
+    """bf16 autocast when asked for and the device supports it; otherwise nothing."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        warnings.warn("this GPU has no bf16 support: training in float32", stacklevel=2)
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------- the trainer
+class Pretrainer:
+    """data2vec pretraining of one recipe on one data source into ``out_dir``.
+
+    ``data``: a path (audio folder or manifest, image folder or .npy/.pt array, text file or
+    folder), or in memory (an image array/tensor, a list of text strings).
+    ``resume``: continue from ``out_dir/checkpoint.pt`` (a fresh start when there is none)."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        data: Any,
+        out_dir: str | os.PathLike,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.recipe = recipe
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.dist = DistributedContext(recipe.device)
+        self.device = self.dist.device
+        self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
+        self.log_path = self.out_dir / LOG_NAME
+        self.plot_path = self.out_dir / PLOT_NAME
+
+        checkpoint = self._find_checkpoint(resume)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / RECIPE_NAME).write_text(recipe.to_yaml())
+        self.dist.barrier()
+
+        seed_everything(recipe.seed)  # the same on every rank: identical initial weights
+        self.adapter = adapter_for(recipe)
+        if checkpoint is not None:
+            self.adapter.extras = dict(checkpoint.get("extras") or {})
+        self.dataset = self.adapter.build_dataset(data, self.out_dir, is_main=self.dist.is_main, barrier=self.dist.barrier)
+        self.model_config = self.adapter.model_config()
+        self.adapter.bind(self.model_config)
+
+        backbone = self.adapter.build_backbone(self.model_config)
+        hidden = self.model_config.hidden_size
+        head = RegressionHead(hidden, hidden, recipe.head.num_layers, init_std=recipe.head.init_std)
+        self.model = StudentWithHead(self.adapter, backbone, head).to(self.device)
+        self.model.train()
+        if self.dist.distributed:
+            self.trained: nn.Module = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.adapter.may_skip_parameters(self.model_config),
+            )  # broadcasts rank 0's weights
+        else:
+            self.trained = self.model
+        self.teacher = EMATeacher(self.model.backbone, copy_patterns=recipe.ema.copy_patterns).to(self.device)
+
+        optim = recipe.optim
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, optim.weight_decay, optim.no_decay_1d, optim.no_decay_patterns),
+            lr=optim.lr,
+            betas=tuple(optim.betas),
+            eps=optim.eps,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda done: optim.lr_scale(done + 1))
+        self.step = 0
+        self.elapsed = 0.0
+        self.saved_step: int | None = None
+
+        restored_rng = False
+        if checkpoint is not None:
+            restored_rng = self._load_checkpoint(checkpoint)
+        if not restored_rng:  # dropout / layer drop differ between ranks, reproducibly
+            seed_everything(int(np.random.SeedSequence([recipe.seed, self.dist.rank, self.step]).generate_state(1)[0]))
+        if self.dist.is_main:
+            self._trim_log()
+
+    # ------------------------------------------------------------ checkpoints
+    def _find_checkpoint(self, resume: bool) -> dict | None:
+        if not self.checkpoint_path.is_file():
+            if resume and self.dist.is_main:
+                logger.warning("--resume: no checkpoint in %s yet, starting from scratch", self.out_dir)
+            return None
+        if not resume:
+            raise FileExistsError(
+                f"{self.out_dir} already holds a pretraining checkpoint: pass --resume (resume=True) to continue "
+                "it, or choose another output folder"
+            )
+        checkpoint = load_checkpoint(self.checkpoint_path)
+        changed = sorted(_recipe_differences(checkpoint["recipe"], self.recipe.to_dict()) - RESUMABLE_CHANGES)
+        if changed and self.dist.is_main:
+            warnings.warn(
+                f"the recipe differs from the checkpoint's in {changed}: the resumed run will not match "
+                "an uninterrupted one",
+                stacklevel=3,
+            )
+        return checkpoint
+
+    def _load_checkpoint(self, checkpoint: dict) -> bool:
+        self.model.backbone.load_state_dict(checkpoint["student"])
+        self.model.head.load_state_dict(checkpoint["head"])
+        self.teacher.model.load_state_dict(checkpoint["teacher"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.step = self.saved_step = int(checkpoint["step"])
+        self.elapsed = float(checkpoint.get("elapsed", 0.0))
+        states = checkpoint.get("rng") or []
+        if len(states) == self.dist.world_size:
+            set_rng_state(states[self.dist.rank])
+            return True
+        if self.dist.is_main:
+            logger.warning(
+                "the checkpoint was written by %d processes, this run has %d: random states (dropout) are reseeded",
+                len(states), self.dist.world_size,
+            )
+        return False
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoint.pt`` atomically (all ranks must call this)."""
+        rng_states = self.dist.all_gather_object(rng_state())
+        self.check_teacher_sync()
+        if self.dist.is_main:
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "world_size": self.dist.world_size,
+                "recipe": self.recipe.to_dict(),
+                "model_config": self.model_config.to_dict(),
+                "extras": self.adapter.extras,
+                "student": _to_cpu(self.model.backbone.state_dict()),
+                "head": _to_cpu(self.model.head.state_dict()),
+                "teacher": _to_cpu(self.teacher.model.state_dict()),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng_states,
+            }
+            temporary = self.checkpoint_path.with_name(f".{CHECKPOINT_NAME}.tmp")
+            torch.save(state, temporary)
+            os.replace(temporary, self.checkpoint_path)
+        self.saved_step = self.step
+        self.dist.barrier()
+        return self.checkpoint_path
+
+    def check_teacher_sync(self) -> None:
+        """Raise when the teachers of the ranks differ (they are updated from the same all-reduced student)."""
+        if not self.dist.distributed:
+            return
+        with torch.no_grad():
+            sums = torch.stack([p.detach().double().sum() for p in self.teacher.model.parameters()])
+        low, high = sums.clone(), sums.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if not torch.equal(low, high):
+            raise RuntimeError(
+                f"the EMA teachers of the {self.dist.world_size} processes differ at step {self.step}: every rank must "
+                "build the same student (same recipe and seed) and update the teacher after each optimizer step"
+            )
+
+    # ------------------------------------------------------------ logging
+    def _trim_log(self) -> None:
+        """Keep the log lines of the updates the checkpoint includes (all of them on a fresh start: none)."""
+        if not self.log_path.is_file():
+            return
+        kept = [line for line in self.log_path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= self.step]
+        self.log_path.write_text("".join(line + "\n" for line in kept))
+
+    def _write_log(self, record: dict[str, Any]) -> None:
+        with self.log_path.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+
+    def plot(self) -> Path | None:
+        if not self.dist.is_main or not self.log_path.is_file():
+            return None
+        return plot_training_log(
+            self.log_path,
+            self.plot_path,
+            title=f"data2vec {self.recipe.modality} ({self.recipe.name or 'recipe'})",
+            min_target_std=self.recipe.collapse.min_target_std,
+            min_prediction_std=self.recipe.collapse.min_prediction_std,
+        )
+
+    # ------------------------------------------------------------ one update
+    def step_batches(self) -> StepBatches:
+        """This rank's batches, masks included, of every step."""
+        return StepBatches(
+            self.dataset, self.recipe.data.batch_size, self.recipe.seed, self.dist.rank, self.dist.world_size,
+            mask_sampler=self.adapter.sample_masks,
+        )
+
+    def train_step(self, batch: dict[str, torch.Tensor], stop_requested: bool = False) -> dict[str, float]:
+        """One optimizer update on this rank's part of a global batch. Returns the global
+        statistics (identical on every rank) and whether any rank asked to stop."""
+        recipe = self.recipe
+        batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        student_inputs, teacher_inputs, mask = self.adapter.model_inputs(batch)
+        with autocast_context(recipe.precision, self.device):
+            prediction = self.trained(student_inputs, mask)  # (local masked, C)
+            layers, padding_mask = self.adapter.teacher_layers(self.teacher, teacher_inputs)
+        targets = average_top_k(
+            layers,
+            recipe.targets.top_k,
+            layer_norm=recipe.targets.layer_norm,
+            post_norm=recipe.targets.post_norm,
+            padding_mask=padding_mask,
+        )  # (batch, positions, C) float32
+        target = targets[mask]  # (local masked, C)
+        prediction = prediction.float()
+        loss_sum = regression_loss(prediction, target, beta=recipe.loss.beta, scale=recipe.loss.scale, reduction="sum")
+        if recipe.loss.reduction == "mean":
+            loss_sum = loss_sum / target.shape[-1]  # mean over every element of every masked position
+
+        totals = torch.tensor(
+            [float(mask.sum()), float(loss_sum.detach()), float(stop_requested)], dtype=torch.float64, device=self.device
+        )
+        self.dist.all_reduce_sum(totals)
+        masked = max(float(totals[0]), 1.0)
+        loss_value = float(totals[1]) / masked
+        spread_target = float(target_std(target, all_reduce=self.dist.distributed))
+        spread_prediction = float(prediction_std(prediction.detach(), all_reduce=self.dist.distributed))
+        update = self.step + 1
+        if not math.isfinite(loss_value):
+            raise TrainingDivergedError(
+                f"the loss is {loss_value} at update {update}: lower optim.lr, enable or tighten optim.clip_norm, "
+                f"or use precision fp32; the last good checkpoint is {self.checkpoint_path}"
+            )
+        self._watch_collapse(update, spread_target, spread_prediction)
+
+        loss = loss_sum * (self.dist.world_size / masked)  # DDP averages: the sum over ranks / global masked count
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = None
+        if recipe.optim.clip_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.optim.clip_norm))
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        decay = ema_decay(update, recipe.ema.start, recipe.ema.end, recipe.ema.anneal_steps)
+        self.teacher.update(self.model.backbone, decay)
+        self.step = update
+        return {
+            "loss": loss_value,
+            "lr": lr,
+            "ema_decay": decay,
+            "target_std": spread_target,
+            "prediction_std": spread_prediction,
+            "masked": float(totals[0]),
+            "grad_norm": grad_norm,
+            "stop": float(totals[2]) > 0,
+        }
+
+    def _watch_collapse(self, update: int, spread_target: float, spread_prediction: float) -> None:
+        watch = self.recipe.collapse
+        if update <= watch.check_after:
+            return
+        problems = []
+        if spread_target < watch.min_target_std:
+            problems.append(f"target std {spread_target:.4g} < collapse.min_target_std {watch.min_target_std:g}")
+        if spread_prediction < watch.min_prediction_std:
+            problems.append(
+                f"prediction std {spread_prediction:.4g} < collapse.min_prediction_std {watch.min_prediction_std:g}"
+            )
+        if not problems:
+            return
+        saved = f"{self.checkpoint_path} (update {self.saved_step})" if self.saved_step is not None else "none yet"
+        raise CollapseError(
+            f"representation collapse at update {update}: {'; '.join(problems)} (the watch starts after update "
+            f"{watch.check_after}). The per-dimension spread of the teacher's targets or of the student's predictions "
+            "has nearly vanished: they are almost the same vector at every position, so the loss can shrink without "
+            "anything being learned. Things to try: a lower learning rate or a longer warmup (optim.lr, "
+            "optim.warmup_steps); a slower teacher (higher ema.start, ema.end); a larger batch (data.batch_size); "
+            "check the data for silence, blank images or repeated text. The run stopped without saving this state; "
+            f"last checkpoint: {saved}."
+        )
+
+    # ------------------------------------------------------------ the loop
+    def train(self, stop_after: int | None = None) -> TrainResult:
+        """Train up to ``recipe.optim.total_steps`` updates (or ``stop_after`` more, then save)."""
+        recipe = self.recipe
+        total = recipe.optim.total_steps
+        end = total if stop_after is None else min(total, self.step + int(stop_after))
+        if self.step >= end:
+            logger.info("nothing to do: the run is at update %d of %d", self.step, total)
+            return TrainResult(self.step, False, self.out_dir, self.checkpoint_path, None)
+        batches = self.step_batches()
+        loader = step_loader(batches, self.step, end, recipe.data.num_workers, pin_memory=self.device.type == "cuda")
+        if self.dist.is_main:
+            logger.info(
+                "data2vec %s pretraining: %.2fM trained parameters, %d items, global batch %d on %d process(es) (%s); "
+                "updates %d -> %d of %d; run folder %s",
+                recipe.modality, sum(p.numel() for p in self.model.parameters()) / 1e6, len(self.dataset),
+                recipe.data.batch_size, self.dist.world_size, self.device, self.step, end, total, self.out_dir,
+            )
+        bar = tqdm(
+            total=total, initial=self.step, desc=f"pretrain {recipe.modality}", unit="step",
+            dynamic_ncols=True, disable=not (self.progress and self.dist.is_main),
+        )
+        stop = _StopFlag()
+        window: dict[str, list[float]] = {"loss": [], "target_std": [], "prediction_std": []}
+        last_log, interrupted, saved_at = None, False, -1
+        started = time.perf_counter()
+        with stop.installed():
+            try:
+                for batch in loader:
+                    stats = self.train_step(batch, stop.requested)
+                    self.elapsed += time.perf_counter() - started
+                    started = time.perf_counter()
+                    for key in window:
+                        window[key].append(stats[key])
+                    bar.set_postfix(
+                        loss=f"{stats['loss']:.4f}", target_std=f"{stats['target_std']:.3f}",
+                        ema=f"{stats['ema_decay']:.5f}", refresh=False,
+                    )
+                    bar.update(1)
+                    if self.step % recipe.log_every == 0 or self.step == end or stats["stop"]:
+                        last_log = {
+                            "step": self.step,
+                            "loss": float(np.mean(window["loss"])),
+                            "lr": stats["lr"],
+                            "ema_decay": stats["ema_decay"],
+                            "target_std": float(np.mean(window["target_std"])),
+                            "prediction_std": float(np.mean(window["prediction_std"])),
+                            "seconds": round(self.elapsed, 3),
+                        }
+                        if stats["grad_norm"] is not None:
+                            last_log["grad_norm"] = stats["grad_norm"]
+                        window = {key: [] for key in window}
+                        if self.dist.is_main:
+                            self._write_log(last_log)
+                    if stats["stop"]:
+                        interrupted = True
+                        break
+                    if self.step % recipe.save_every == 0 and self.step < end:
+                        self.save_checkpoint()
+                        saved_at = self.step
+                        self.plot()
+                        started = time.perf_counter()
+            except (CollapseError, TrainingDivergedError):
+                self.plot()  # the curves up to the failure, for the diagnosis
+                raise
+            finally:
+                bar.close()
+        if saved_at != self.step:
+            self.save_checkpoint()
+        self.plot()
+        if interrupted and self.dist.is_main:
+            print(
+                f"Interrupted: stopped after update {self.step} of {total}; checkpoint saved to {self.checkpoint_path}. "
+                "Continue with the same command plus --resume."
+            )
+        return TrainResult(self.step, interrupted, self.out_dir, self.checkpoint_path, last_log)
+
+    def close(self) -> None:
+        self.dist.close()
+
+
+class _StopFlag:
+    """SIGINT / SIGTERM ask the loop to stop after the current update; a second SIGINT quits at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.interrupts = 0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT:
+            self.interrupts += 1
+            if self.interrupts > 1:
+                raise KeyboardInterrupt
+        if self.requested:
+            return
+        self.requested = True
+        print("\nStopping after this update and saving a checkpoint (Ctrl-C again quits without saving)...", flush=True)
+
+    @contextlib.contextmanager
+    def installed(self):
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread: no handlers
+            pass
+        try:
+            yield self
+        finally:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+            self._previous.clear()
+
+
+# ---------------------------------------------------------------------------- checkpoint files
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no pretraining checkpoint at {str(path)!r}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a data2vec pretraining checkpoint (written by `data2vec pretrain`)")
+    return checkpoint
+
+
+def _to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu() for key, value in state.items()}
+
+
+def _recipe_differences(old: Any, new: Any, prefix: str = "") -> set[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = set(old) | set(new)
+        return set().union(*(_recipe_differences(old.get(k), new.get(k), f"{prefix}{k}.") for k in keys)) if keys else set()
+    return set() if old == new else {prefix.rstrip(".")}

@@ -1,0 +1,141 @@
+"""The recipes: they load and validate, the Base ones carry the published data2vec 1.0
+numbers (written here from PRETRAINING-FACTS.md), the tiny ones build small models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from data2vec.pretraining.ema import EMATeacher
+from data2vec.pretraining.modalities import adapter_for
+from data2vec.pretraining.recipe import RECIPES_FOLDER, Recipe, RecipeError, resolve_recipe_path
+from tests.pretraining.tiny_setup import tiny_recipe_dict
+
+MODALITIES = ("speech", "vision", "text")
+
+
+def base(modality: str) -> Recipe:
+    return Recipe.load(RECIPES_FOLDER / f"pretrain-{modality}-base.yaml")
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+@pytest.mark.parametrize("size", ["base", "tiny"])
+def test_recipes_load_and_validate(modality, size):
+    recipe = Recipe.load(RECIPES_FOLDER / f"pretrain-{modality}-{size}.yaml")
+    assert recipe.modality == modality and recipe.name == f"pretrain-{modality}-{size}"
+    assert Recipe.from_dict(recipe.to_dict()) == recipe  # what checkpoints store reads back
+    assert resolve_recipe_path(f"{modality}-{size}").name == f"pretrain-{modality}-{size}.yaml"
+    config = adapter_for(recipe).model_config()  # the backbone config is complete and consistent
+    assert config.hidden_size == recipe.model["hidden_size"]
+
+
+def test_speech_base_is_the_published_recipe():
+    recipe = base("speech")
+    assert (recipe.ema.start, recipe.ema.end, recipe.ema.anneal_steps) == (0.999, 0.9999, 30000)
+    assert (recipe.targets.top_k, recipe.targets.layer_output, recipe.targets.layer_norm, recipe.targets.post_norm) == (
+        8, "feed_forward", "instance", "none")
+    assert (recipe.masking.mask_prob, recipe.masking.mask_length, recipe.masking.min_masks) == (0.65, 10, 1)
+    assert (recipe.loss.beta, recipe.loss.scale, recipe.loss.reduction) == (0.0, None, "sum")  # L2 x 1/sqrt(768)
+    assert recipe.head.num_layers == 1
+    optim = recipe.optim
+    assert (optim.lr, optim.betas, optim.eps, optim.weight_decay, optim.no_decay_1d) == (5e-4, [0.9, 0.98], 1e-6, 0.01, False)
+    assert (optim.schedule, optim.phase_ratio, optim.total_steps, optim.clip_norm) == ("tri_stage", [0.03, 0.9, 0.07], 400000, None)
+    model = recipe.model
+    assert (model["hidden_size"], model["num_hidden_layers"], model["layerdrop"]) == (768, 12, 0.05)
+    assert (model["hidden_dropout"], model["attention_dropout"], model["activation_dropout"]) == (0.1, 0.1, 0.0)
+    assert (model["num_conv_pos_embeddings"], model["conv_pos_kernel_size"]) == (5, 19)  # pos_conv_depth 5, conv_pos 95
+    assert (recipe.data.max_sample_size, recipe.data.min_sample_size) == (320000, 32000)
+    assert (recipe.collapse.min_target_std, recipe.collapse.min_prediction_std, recipe.collapse.check_after) == (0.1, 0.01, 5000)
+
+
+def test_vision_base_is_the_published_recipe():
+    recipe = base("vision")
+    assert (recipe.ema.start, recipe.ema.end) == (0.9998, 0.9998) and recipe.ema.copy_patterns == []
+    assert (recipe.targets.top_k, recipe.targets.layer_output, recipe.targets.layer_norm, recipe.targets.post_norm) == (
+        6, "block", "layer", "layer")
+    assert (recipe.masking.num_masking_patches, recipe.masking.min_num_patches, recipe.masking.min_aspect) == (120, 16, 0.3)
+    assert (recipe.loss.beta, recipe.loss.scale, recipe.loss.reduction) == (2.0, 1.0, "mean")
+    optim = recipe.optim
+    assert (optim.lr, optim.betas, optim.eps, optim.weight_decay, optim.no_decay_1d) == (2e-3, [0.9, 0.999], 1e-8, 0.05, True)
+    assert (optim.schedule, optim.clip_norm) == ("cosine", 3.0)
+    model = recipe.model
+    assert (model["drop_path_rate"], model["layer_scale_init_value"], model["attention_probs_dropout_prob"]) == (0.25, 1e-4, 0.05)
+    assert (model["image_size"] // model["patch_size"]) ** 2 == 196 and model["use_mask_token"] is True
+    assert recipe.data.batch_size == 2048
+
+
+def test_text_base_is_the_published_recipe():
+    recipe = base("text")
+    assert (recipe.ema.start, recipe.ema.end, recipe.ema.anneal_steps) == (0.999, 0.9999, 300000)
+    assert (recipe.targets.top_k, recipe.targets.layer_output, recipe.targets.layer_norm, recipe.targets.post_norm) == (
+        10, "feed_forward", "layer", "none")
+    masking = recipe.masking  # the released config: spans of 4, 35%, all <mask>
+    assert (masking.mode, masking.mask_prob, masking.mask_multiple_length) == ("span", 0.35, 4)
+    assert (masking.random_token_prob, masking.leave_unmasked_prob) == (0.0, 0.0)
+    assert (recipe.loss.beta, recipe.loss.scale, recipe.loss.reduction) == (4.0, 1.0, "sum")
+    assert recipe.head.num_layers == 2
+    optim = recipe.optim
+    assert (optim.lr, optim.betas, optim.eps, optim.weight_decay) == (2e-4, [0.9, 0.98], 1e-6, 0.01)
+    assert (optim.schedule, optim.warmup_steps, optim.total_steps, optim.clip_norm) == ("cosine", 10000, 1000000, 5.0)
+    assert (recipe.data.batch_size, recipe.data.tokens_per_sample) == (256, 512)
+    assert (recipe.model["hidden_dropout_prob"], recipe.model["attention_probs_dropout_prob"]) == (0.1, 0.1)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_tiny_recipes_build_small_models_and_copy_the_right_parameters(modality):
+    tiny = Recipe.load(RECIPES_FOLDER / f"pretrain-{modality}-tiny.yaml")
+    assert 64 <= tiny.model["hidden_size"] <= 128 and 2 <= tiny.model["num_hidden_layers"] <= 4
+    adapter = adapter_for(tiny)
+    if modality == "text":
+        tiny.model["vocab_size"] = tiny.data.vocab_size  # set from the tokenizer in a run
+    backbone = adapter.build_backbone(adapter.config_class(**tiny.model))
+    assert sum(p.numel() for p in backbone.parameters()) < 1_000_000
+    teacher = EMATeacher(backbone, copy_patterns=base(modality).ema.copy_patterns)
+    names = [name for name, _ in backbone.named_parameters()]
+    expected_copied = {
+        "speech": [n for n in names if n.split(".")[0] in ("feature_encoder", "feature_projection", "positional_conv")],
+        "vision": [],
+        "text": [n for n in names if n.startswith("embeddings.")],
+    }[modality]
+    assert teacher.copied_names == sorted(expected_copied)
+    if modality != "vision":
+        assert len(expected_copied) >= 3
+    assert teacher.averaged_names == sorted(set(names) - set(expected_copied))
+
+
+def test_learning_rate_schedules():
+    values = tiny_recipe_dict("vision", optim={"total_steps": 110, "warmup_steps": 10, "min_lr": 1e-4, "lr": 1e-3})
+    cosine = Recipe.from_dict(values).optim
+    assert cosine.lr_scale(5) == pytest.approx(0.5)
+    assert cosine.lr_scale(10) == pytest.approx(1.0)
+    assert cosine.lr_scale(60) == pytest.approx(0.1 + 0.9 * 0.5)  # half way down the cosine
+    assert cosine.lr_scale(110) == pytest.approx(0.1)  # min_lr / lr
+    values["optim"].update(schedule="tri_stage", total_steps=1000, phase_ratio=[0.03, 0.9, 0.07])
+    tri = Recipe.from_dict(values).optim  # 30 warmup, 900 hold, 70 exponential decay to 0.01
+    assert tri.lr_scale(15) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert tri.lr_scale(500) == 1.0
+    assert tri.lr_scale(965) == pytest.approx(math.exp(math.log(0.01) * 35 / 70))
+    assert tri.lr_scale(1000) == pytest.approx(0.01)
+
+
+def test_bad_recipes_are_rejected_with_the_reason():
+    values = tiny_recipe_dict("vision")
+    with pytest.raises(RecipeError, match=r"unknown keys \['mask_prob'\]"):
+        Recipe.from_dict({**values, "masking": {**values["masking"], "mask_prob": 0.5}})
+    with pytest.raises(RecipeError, match="unknown top-level keys"):
+        Recipe.from_dict({**values, "optimiser": {}})
+    with pytest.raises(RecipeError, match="modality must be one of"):
+        Recipe.from_dict({**values, "modality": "audio"})
+    with pytest.raises(RecipeError, match="exceeds the model's 2 layers"):
+        Recipe.from_dict({**values, "targets": {**values["targets"], "top_k": 3}})
+    with pytest.raises(RecipeError, match="phase_ratio"):
+        Recipe.from_dict({**values, "optim": {**values["optim"], "phase_ratio": [0.5, 0.6, 0.1]}})
+    with pytest.raises(RecipeError, match="not found"):
+        resolve_recipe_path("no-such-recipe")
+    recipe = Recipe.from_dict({**values, "model": {**values["model"], "hidden_sise": 32}})
+    with pytest.raises(RecipeError, match="hidden_sise"):
+        adapter_for(recipe)
+    recipe = Recipe.from_dict({**values, "model": {**values["model"], "use_mask_token": False}})
+    with pytest.raises(RecipeError, match="use_mask_token"):
+        adapter_for(recipe).model_config()
