@@ -2,7 +2,8 @@
 # Create .venv and install data2vec into it.
 #   bash scripts/setup.sh          # the library and its command
 #   bash scripts/setup.sh --dev    # plus the test tools (pytest, transformers as the test oracle)
-#   bash scripts/setup.sh --tf     # plus the TensorFlow extra
+#   bash scripts/setup.sh --tf     # plus the TensorFlow extra (TFData2VecVision* classes)
+#   bash scripts/setup.sh --demo   # plus scikit-learn, whose digits the image demo uses
 # torch is pinned first to the CPU build 2.13.0: an unpinned torch would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,8 @@ for arg in "$@"; do
   case "$arg" in
     --dev) extras+=(dev) ;;
     --tf) extras+=(tf) ;;
-    *) echo "unknown option $arg (use --dev and/or --tf)" >&2; exit 2 ;;
+    --demo) extras+=(demo) ;;
+    *) echo "unknown option $arg (use --dev, --tf, --demo)" >&2; exit 2 ;;
   esac
 done
 python3 -m venv .venv

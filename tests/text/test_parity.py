@@ -222,7 +222,7 @@ def test_greedy_generate_matches_reference_argmax_loop(tmp_path):
 
 
 def test_generate_stops_at_eos_and_samples_reproducibly(tmp_path):
-    ref = reference_model(transformers.Data2VecTextForCausalLM, decoder_config(), tmp_path)
+    reference_model(transformers.Data2VecTextForCausalLM, decoder_config(), tmp_path)
     ours = data2vec.Data2VecTextForCausalLM.from_pretrained(tmp_path)
     prompt = torch.tensor([[0, 17, 42, 8], [PAD, 0, 5, 9]])
     mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])

@@ -246,6 +246,8 @@ class VisionAdapter(ModalityAdapter):
         from ..vision.config import as_pair
         from ..vision.image_processor import Data2VecVisionImageProcessor
 
+        if self.recipe.model.get("num_channels", 3) != 3:
+            return  # the image processor (like the reference's) makes RGB images only
         height, width = as_pair(self.recipe.model.get("image_size", 224), "image_size")
         Data2VecVisionImageProcessor(
             size={"height": height, "width": width},

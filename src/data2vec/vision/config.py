@@ -72,6 +72,25 @@ class Data2VecVisionConfig(Config):
         if self.auxiliary_num_convs < 0:
             raise ValueError(f"auxiliary_num_convs must be >= 0, got {self.auxiliary_num_convs}")
 
+    def grid_for_image(self, height: int, width: int, *, uses_positions: bool, interpolate_pos_encoding: bool) -> tuple[int, int]:
+        """(rows, columns) of patches of a ``height`` x ``width`` image; raises when the image is
+        smaller than a patch, or needs resized position information that was not asked for."""
+        patch = as_pair(self.patch_size)
+        if height < patch[0] or width < patch[1]:
+            raise ValueError(
+                f"the image is {height}x{width} pixels, smaller than one {patch[0]}x{patch[1]} patch: "
+                "resize it to at least the patch size (the image processor resizes to image_size)"
+            )
+        grid = (height // patch[0], width // patch[1])
+        if grid != self.patch_grid and uses_positions and not interpolate_pos_encoding:
+            raise ValueError(
+                f"the image is {height}x{width} pixels ({grid[0]}x{grid[1]} patches) but the model's position "
+                f"information was trained for image_size={self.image_size} ({self.patch_grid[0]}x"
+                f"{self.patch_grid[1]} patches): pass interpolate_pos_encoding=True to resize it, "
+                "or resize the images to image_size"
+            )
+        return grid
+
     @property
     def patch_grid(self) -> tuple[int, int]:
         """(rows, columns) of patches of an ``image_size`` image."""

@@ -15,7 +15,7 @@ from ..core.layers import TransformerBlock
 from ..core.modeling import PreTrainedModel
 from ..core.outputs import EncoderOutput
 from . import checkpoint_keys
-from .config import Data2VecVisionConfig, as_pair
+from .config import Data2VecVisionConfig
 from .embeddings import RelativePositionBias, VisionEmbeddings
 
 
@@ -123,21 +123,9 @@ class Data2VecVisionModel(Data2VecVisionPreTrainedModel):
                 f"pixel_values have {channels} channels but the model expects num_channels={config.num_channels} "
                 f"(shape {tuple(pixel_values.shape)}; images go in as (batch, channels, height, width))"
             )
-        patch = as_pair(config.patch_size)
-        if height < patch[0] or width < patch[1]:
-            raise ValueError(
-                f"the image is {height}x{width} pixels, smaller than one {patch[0]}x{patch[1]} patch: "
-                "resize it to at least the patch size (the image processor resizes to image_size)"
-            )
-        grid = (height // patch[0], width // patch[1])
-        if grid != config.patch_grid and self.uses_positions and not interpolate_pos_encoding:
-            raise ValueError(
-                f"the image is {height}x{width} pixels ({grid[0]}x{grid[1]} patches) but the model's position "
-                f"information was trained for image_size={config.image_size} ({config.patch_grid[0]}x"
-                f"{config.patch_grid[1]} patches): pass interpolate_pos_encoding=True to resize it, "
-                "or resize the images to image_size"
-            )
-        return grid
+        return config.grid_for_image(
+            height, width, uses_positions=self.uses_positions, interpolate_pos_encoding=interpolate_pos_encoding
+        )
 
     def _check_mask(self, bool_masked_pos: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
         if self.embeddings.mask_token is None:

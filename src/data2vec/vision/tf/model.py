@@ -178,21 +178,9 @@ class TFData2VecVisionModel(TFData2VecVisionPreTrainedModel):
         """(rows, columns) of patches of (batch, channels, height, width) pixel values; checks the size."""
         config = self.config
         height, width = tuple(pixel_values.shape)[2:]
-        patch = as_pair(config.patch_size)
-        if height < patch[0] or width < patch[1]:
-            raise ValueError(
-                f"the image is {height}x{width} pixels, smaller than one {patch[0]}x{patch[1]} patch: "
-                "resize it to at least the patch size (the image processor resizes to image_size)"
-            )
-        grid = (height // patch[0], width // patch[1])
-        if grid != config.patch_grid and self.uses_positions and not interpolate_pos_encoding:
-            raise ValueError(
-                f"the image is {height}x{width} pixels ({grid[0]}x{grid[1]} patches) but the model's position "
-                f"information was trained for image_size={config.image_size} ({config.patch_grid[0]}x"
-                f"{config.patch_grid[1]} patches): pass interpolate_pos_encoding=True to resize it, "
-                "or resize the images to image_size"
-            )
-        return grid
+        return config.grid_for_image(
+            height, width, uses_positions=self.uses_positions, interpolate_pos_encoding=interpolate_pos_encoding
+        )
 
     def _check_mask(self, bool_masked_pos, batch: int | None, grid: tuple[int, int]):
         if self.embeddings.mask_token is None:
