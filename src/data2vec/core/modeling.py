@@ -160,9 +160,11 @@ class PreTrainedModel(nn.Module):
         expected = self.state_dict()
         mismatched = []
         for key in list(ours):
-            if key not in expected:
-                unexpected.append(key)
-                del ours[key]
+            if key not in expected:  # e.g. the pooler of a backbone checkpoint in a head without one
+                names = self._reference_names(key, ours.pop(key))
+                if not any(name.startswith(self.reference_prefix + ".") for name in reference):
+                    names = [name.removeprefix(self.reference_prefix + ".") for name in names]
+                unexpected.extend(names)
                 continue
             if ours[key].shape != expected[key].shape:
                 message = f"{key}: checkpoint {tuple(ours[key].shape)}, model {tuple(expected[key].shape)}"
@@ -197,6 +199,13 @@ class PreTrainedModel(nn.Module):
             )
         self.tie_weights()
         return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
+
+    def _reference_names(self, key: str, tensor: torch.Tensor) -> list[str]:
+        """The checkpoint's name(s) of one of our parameters, for messages."""
+        try:
+            return list(self.state_dict_to_reference({key: tensor}))
+        except KeyError:
+            return [key]
 
     # ------------------------------------------------------------ saving
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
