@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +17,7 @@ from safetensors.torch import load_file
 
 import data2vec
 from data2vec.core.modeling import CheckpointWarning
-from tests.helpers import add_noise, assert_close, reference_model
+from tests.helpers import add_noise, assert_close, hub_cache, reference_model
 from tests.text.test_parity import TINY, padded_batch
 
 CLASSES = [
@@ -165,20 +164,9 @@ def test_head_checkpoint_into_backbone_reports_unused(tmp_path):
 
 
 # ------------------------------------------------------------------------ Hub cache
-def _hub_cache(root: Path, repo_id: str, files: Path) -> None:
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = root / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for file in files.iterdir():
-        shutil.copy(file, snapshot / file.name)
-
-
 def test_hub_id_loads_from_cache_offline(tmp_path):
     ref = reference_model(transformers.Data2VecTextModel, transformers.Data2VecTextConfig(**TINY), tmp_path / "files")
-    _hub_cache(tmp_path / "cache", "someone/tiny-data2vec-text", tmp_path / "files")
+    hub_cache(tmp_path / "cache", "someone/tiny-data2vec-text", tmp_path / "files")
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     ours = data2vec.Data2VecTextModel.from_pretrained("someone/tiny-data2vec-text", cache_dir=tmp_path / "cache")
     ids, mask, _ = padded_batch()
@@ -191,7 +179,7 @@ def test_hub_id_loads_from_cache_offline(tmp_path):
 
 def test_hub_id_resolves_through_default_cache_in_a_fresh_process(tmp_path):
     reference_model(transformers.Data2VecTextModel, transformers.Data2VecTextConfig(**TINY), tmp_path / "files")
-    _hub_cache(tmp_path / "hub", "someone/tiny-data2vec-text", tmp_path / "files")
+    hub_cache(tmp_path / "hub", "someone/tiny-data2vec-text", tmp_path / "files")
     script = textwrap.dedent(
         """
         import data2vec

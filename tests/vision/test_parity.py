@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import data2vec
 from data2vec.core.modeling import CheckpointWarning
-from tests.helpers import add_noise, assert_close
+from tests.helpers import add_noise, assert_close, noisy_batch_norms
 
 TINY = dict(
     hidden_size=32,
@@ -27,15 +27,6 @@ TINY = dict(
     auxiliary_channels=16,
 )
 
-
-def noisy_batch_norms(model: torch.nn.Module, seed: int = 1) -> None:
-    """BatchNorm running statistics start at 0 and 1; move them so eval-mode BatchNorm does work."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.add_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
-                module.running_var.mul_(0.5 + torch.rand(module.running_var.shape, generator=generator))
 
 
 def reference(name: str, path, **config):

@@ -5,8 +5,6 @@ Import this module after ``pytest.importorskip("tensorflow")``."""
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -15,29 +13,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import data2vec  # noqa: E402
-from tests.helpers import ATOL, add_noise  # noqa: E402
-
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    intermediate_size=37,
-    image_size=32,
-    patch_size=8,
-    num_channels=3,
-    hidden_act="gelu",
-    auxiliary_channels=16,
-)
-
-
-def noisy_batch_norms(model: torch.nn.Module, seed: int = 1) -> None:
-    """Move BatchNorm running statistics off 0 and 1 so that eval-mode BatchNorm does work."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.add_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
-                module.running_var.mul_(0.5 + torch.rand(module.running_var.shape, generator=generator))
+from tests.helpers import ATOL, add_noise, hub_cache, noisy_batch_norms  # noqa: E402,F401
+from tests.vision.test_parity import TINY  # noqa: E402,F401
 
 
 def pytorch_folder(name: str, path, **config) -> torch.nn.Module:
@@ -84,14 +61,3 @@ def compare(ours, expected, fields) -> None:
     for field in fields:
         assert_close(getattr(ours, field), getattr(expected, field), field)
 
-
-def hub_cache(root: Path, repo_id: str, files: Path) -> None:
-    """Lay ``files`` out as the Hub cache holds a downloaded repo (refs/main -> snapshots/<commit>)."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = root / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for file in files.iterdir():
-        shutil.copy(file, snapshot / file.name)
