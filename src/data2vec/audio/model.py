@@ -15,7 +15,7 @@ from torch import nn
 
 from ..core.attention import attention_bias_from_masks
 from ..core.layers import TransformerBlock
-from ..core.modeling import PreTrainedModel
+from ..core.modeling import PreTrainedModel, init_standard
 from ..core.outputs import AudioEncoderOutput
 from . import checkpoint_keys
 from .config import Data2VecAudioConfig
@@ -192,14 +192,9 @@ class Data2VecAudioPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         # nn.Module.apply visits children before parents, so the parent rules below win
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=self.config.initializer_range)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Conv1d):
+        if init_standard(module, self.config.initializer_range):
+            return
+        if isinstance(module, nn.Conv1d):
             nn.init.kaiming_normal_(module.weight)
             if module.bias is not None:
                 bound = math.sqrt(module.groups / (module.in_channels * module.kernel_size[0]))

@@ -22,6 +22,31 @@ from .config import Config
 BACKBONE = "backbone"
 
 
+def init_standard(module: nn.Module, std: float, linear_types: tuple[type, ...] = (nn.Linear,)) -> bool:
+    """The initialisation the families share: normal(0, std) weights and zero biases for
+    ``linear_types``, normal embeddings with a zero padding row, ones and zeros for affine
+    LayerNorm / BatchNorm (whose running statistics are reset). Returns whether ``module`` was
+    one of these."""
+    if isinstance(module, linear_types):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=std)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
+        if module.weight is not None:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+    else:
+        return False
+    return True
+
+
 class CheckpointWarning(UserWarning):
     """Missing, unexpected or re-initialised weights while loading a checkpoint."""
 

@@ -9,7 +9,7 @@ from torch import nn
 from ..core.attention import attention_bias_from_masks
 from ..core.layers import TransformerBlock
 from ..core.losses import question_answering_loss, sequence_classification_loss
-from ..core.modeling import PreTrainedModel
+from ..core.modeling import PreTrainedModel, init_standard
 from ..core.outputs import CausalLMOutput, EncoderOutput, PredictionOutput, QuestionAnsweringOutput
 from . import checkpoint_keys
 from .config import Data2VecTextConfig
@@ -86,20 +86,9 @@ class Data2VecTextPreTrainedModel(PreTrainedModel):
     backbone_keys = checkpoint_keys.BACKBONE_KEYS
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-            if module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, LMHead):
+        if init_standard(module, self.config.initializer_range):
+            return
+        if isinstance(module, LMHead):
             nn.init.zeros_(module.bias)
 
 

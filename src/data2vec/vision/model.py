@@ -12,7 +12,7 @@ from torch import nn
 
 from ..core.attention import Attention
 from ..core.layers import TransformerBlock
-from ..core.modeling import PreTrainedModel
+from ..core.modeling import PreTrainedModel, init_standard
 from ..core.outputs import EncoderOutput
 from . import checkpoint_keys
 from .config import Data2VecVisionConfig
@@ -38,17 +38,9 @@ class Data2VecVisionPreTrainedModel(PreTrainedModel):
     backbone_keys = checkpoint_keys.BACKBONE_KEYS
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-            if isinstance(module, nn.BatchNorm2d):
-                module.reset_running_stats()
-        elif isinstance(module, VisionEmbeddings):
+        if init_standard(module, self.config.initializer_range, linear_types=(nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            return
+        if isinstance(module, VisionEmbeddings):
             for token in (module.cls_token, module.mask_token, module.position_embeddings):
                 if token is not None:
                     nn.init.zeros_(token)
