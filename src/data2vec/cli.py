@@ -6,18 +6,29 @@ import argparse
 import sys
 
 
+DEMOS = ("vision", "text")  # modality names; their aliases (image) are accepted too
+
+
+def _demo_choice(value: str) -> str:
+    """A demo's modality name from a modality name or alias (``image`` -> ``vision``)."""
+    from .registry import MODALITIES
+
+    name = MODALITIES.get(value).name if value in MODALITIES else value
+    if name not in DEMOS:
+        raise argparse.ArgumentTypeError(f"no demo for {value!r}: choose one of {', '.join(DEMOS)} (or image for vision)")
+    return name
+
+
 def _demo(args: argparse.Namespace) -> int:
     if args.modality == "text":
         from .demos.text import run
 
         summary = run(out_dir=args.out or "runs/text-demo", steps=args.steps or 600, seed=args.seed)
         return 0 if summary["reload_identical"] else 1
-    if args.modality == "image":
-        from .demos.image import run
+    from .demos.vision import run
 
-        run(out_dir=args.out or "runs/image-demo", pretrain_steps=args.steps)
-        return 0
-    raise SystemExit(f"unknown demo {args.modality!r}")
+    run(out_dir=args.out or "runs/vision-demo", pretrain_steps=args.steps)
+    return 0
 
 
 def _pretrain(args: argparse.Namespace) -> int:
@@ -83,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run an end-to-end example offline")
     demo.add_argument(
-        "modality", nargs="?", default="image", choices=["image", "text"],
-        help="image (default): data2vec pretraining of a tiny ViT on scikit-learn's digits, then fine-tuning on "
-        "10%% of the labels vs. random initialisation; text: a masked-LM run on Python's help topics",
+        "modality", nargs="?", default="vision", type=_demo_choice, metavar="{vision,text}",
+        help="vision (default; alias image): data2vec pretraining of a tiny ViT on scikit-learn's digits, then "
+        "fine-tuning on 10%% of the labels vs. random initialisation; text: a masked-LM run on Python's help topics",
     )
     demo.add_argument("--out", default=None, help="output folder (default runs/<modality>-demo)")
     demo.add_argument("--steps", type=int, default=None, help="(pre)training steps (default: the demo's own)")
@@ -94,14 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     pretrain = commands.add_parser(
         "pretrain",
-        help="data2vec self-supervised pretraining (speech, vision or text)",
+        help="data2vec self-supervised pretraining (audio, vision or text)",
         description="Pretrain a backbone with data2vec. Runs on one process, or on several with "
         "`torchrun --nproc_per_node N -m data2vec.cli pretrain ...` (data parallel).",
     )
-    pretrain.add_argument("--recipe", required=True, help="recipe YAML file, or a name in recipes/ (e.g. vision-tiny)")
+    pretrain.add_argument(
+        "--recipe", required=True,
+        help="recipe YAML file, or a name in recipes/ (e.g. vision-tiny, audio-tiny; speech-tiny and image-... work too)",
+    )
     pretrain.add_argument(
         "--data", required=True,
-        help="speech: folder of wav/flac or a .tsv manifest; vision: image folder or .npy/.pt array; "
+        help="audio: folder of wav/flac or a .tsv manifest; vision: image folder or .npy/.pt array; "
         "text: a text file or a folder of .txt files",
     )
     pretrain.add_argument("--out", default=None, help="run folder (default runs/<recipe name>)")

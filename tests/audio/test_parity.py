@@ -246,11 +246,16 @@ def test_feed_forward_states_match_reference_ffn_outputs(tmp_path):
     values, mask = padded_audio()
     with torch.no_grad():
         ref(values, attention_mask=mask)
-        out = ours(values, attention_mask=mask, output_feed_forward_states=True)
+        out = ours.forward_intermediates(values, attention_mask=mask, indices=range(1, BASE["num_hidden_layers"] + 1),
+                                         kind="feed_forward")
+        top = ours.forward_intermediates(values, attention_mask=mask, indices=[-1], kind="feed_forward")
     for hook in hooks:
         hook.remove()
-    assert len(out.feed_forward_states) == BASE["num_hidden_layers"]
-    assert_close(out.feed_forward_states, tuple(captured), "feed_forward_states")
+    assert len(out.intermediates) == BASE["num_hidden_layers"]
+    assert_close(out.intermediates, tuple(captured), "feed-forward intermediates")
+    assert_close(top.intermediates, tuple(captured[-1:]), "last feed-forward intermediate")
+    with torch.no_grad():
+        assert_close(out.last_hidden_state, ref(values, attention_mask=mask).last_hidden_state, "last_hidden_state")
 
 
 def test_padding_does_not_change_real_frames():
@@ -288,10 +293,12 @@ def test_training_step_with_spec_augment_and_layerdrop(name):
 def test_layerdrop_keeps_one_entry_per_layer():
     config = our_config(layerdrop=1.0, mask_time_prob=0.0)
     model = data2vec.Data2VecAudioModel(config).train()
-    out = model(torch.randn(1, 400), output_hidden_states=True, output_attentions=True, output_feed_forward_states=True)
+    out = model(torch.randn(1, 400), output_hidden_states=True, output_attentions=True)
     assert len(out.hidden_states) == BASE["num_hidden_layers"] + 1
     assert all(torch.equal(state, out.hidden_states[0]) for state in out.hidden_states)
-    assert out.attentions == out.feed_forward_states == (None,) * BASE["num_hidden_layers"]
+    assert out.attentions == (None,) * BASE["num_hidden_layers"]
+    feed_forward = model.forward_intermediates(torch.randn(1, 400), indices=[1, -1], kind="feed_forward")
+    assert feed_forward.intermediates == (None, None)
 
 
 # ---------------------------------------------------------------------------- checkpoints and config

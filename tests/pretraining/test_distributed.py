@@ -58,11 +58,11 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-5, atol=1e-7)
 
 
-def test_speech_with_layer_drop_runs_on_two_processes(tmp_path):
+def test_audio_with_layer_drop_runs_on_two_processes(tmp_path):
     """Layer drop skips different layers on each rank: DDP must accept unused parameters, and the
     teachers, updated from the all-reduced student, must still agree (checked at every save)."""
-    audio = make_data("speech", tmp_path)
-    values = tiny_recipe_dict("speech", optim={"total_steps": 4, "warmup_steps": 1}, save_every=2)
+    audio = make_data("audio", tmp_path)
+    values = tiny_recipe_dict("audio", optim={"total_steps": 4, "warmup_steps": 1}, save_every=2)
     values["model"]["layerdrop"] = 0.5
     recipe_file = write_recipe(values, tmp_path / "recipe.yaml")
     done = torchrun(2, ["pretrain", "--recipe", str(recipe_file), "--data", str(audio / "manifest.tsv"),

@@ -21,7 +21,7 @@ from tests.helpers import assert_close
 from tests.pretraining.tiny_setup import make_data, tiny_recipe
 
 CLASSES = {
-    "speech": (Data2VecAudioModel, transformers.Data2VecAudioModel),
+    "audio": (Data2VecAudioModel, transformers.Data2VecAudioModel),
     "vision": (Data2VecVisionModel, transformers.Data2VecVisionModel),
     "text": (Data2VecTextModel, transformers.Data2VecTextModel),
 }
@@ -29,14 +29,14 @@ CLASSES = {
 
 def example_inputs(modality: str, config) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    if modality == "speech":
+    if modality == "audio":
         return {"input_values": torch.randn(2, 4000, generator=generator)}
     if modality == "vision":
         return {"pixel_values": torch.randn(2, 3, 16, 16, generator=generator)}
     return {"input_ids": torch.randint(5, config.vocab_size, (2, 20), generator=generator)}
 
 
-@pytest.mark.parametrize("modality", ["speech", "vision", "text"])
+@pytest.mark.parametrize("modality", ["audio", "vision", "text"])
 def test_exported_backbone_loads_here_and_in_transformers(modality, tmp_path):
     data = make_data(modality, tmp_path)
     recipe = tiny_recipe(modality, optim={"total_steps": 2, "warmup_steps": 1})

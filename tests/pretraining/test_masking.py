@@ -36,7 +36,7 @@ def _rounded_counts(value: float) -> list[tuple[int, float]]:
     return [(low, 1 - (value - low)), (low + 1, value - low)]
 
 
-# ---------------------------------------------------------------------------- speech spans
+# ---------------------------------------------------------------------------- audio spans
 def test_span_mask_per_position_rate_matches_hypergeometric_formula():
     length, span, prob, rows = 60, 10, 0.65, 4000
     mask = span_mask(rows, length, prob, span, generator=torch.Generator().manual_seed(0))

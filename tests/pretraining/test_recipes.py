@@ -12,7 +12,7 @@ from data2vec.pretraining.modalities import adapter_for
 from data2vec.pretraining.recipe import RECIPES_FOLDER, Recipe, RecipeError, resolve_recipe_path
 from tests.pretraining.tiny_setup import tiny_recipe_dict
 
-MODALITIES = ("speech", "vision", "text")
+MODALITIES = ("audio", "vision", "text")
 
 
 def base(modality: str) -> Recipe:
@@ -30,8 +30,8 @@ def test_recipes_load_and_validate(modality, size):
     assert config.hidden_size == recipe.model["hidden_size"]
 
 
-def test_speech_base_is_the_published_recipe():
-    recipe = base("speech")
+def test_audio_base_is_the_published_recipe():
+    recipe = base("audio")
     assert (recipe.ema.start, recipe.ema.end, recipe.ema.anneal_steps) == (0.999, 0.9999, 30000)
     assert (recipe.targets.top_k, recipe.targets.layer_output, recipe.targets.layer_norm, recipe.targets.post_norm) == (
         8, "feed_forward", "instance", "none")
@@ -94,7 +94,7 @@ def test_tiny_recipes_build_small_models_and_copy_the_right_parameters(modality)
     teacher = EMATeacher(backbone, copy_patterns=base(modality).ema.copy_patterns)
     names = [name for name, _ in backbone.named_parameters()]
     expected_copied = {
-        "speech": [n for n in names if n.split(".")[0] in ("feature_encoder", "feature_projection", "positional_conv")],
+        "audio": [n for n in names if n.split(".")[0] in ("feature_encoder", "feature_projection", "positional_conv")],
         "vision": [],
         "text": [n for n in names if n.startswith("embeddings.")],
     }[modality]
@@ -102,6 +102,18 @@ def test_tiny_recipes_build_small_models_and_copy_the_right_parameters(modality)
     if modality != "vision":
         assert len(expected_copied) >= 3
     assert teacher.averaged_names == sorted(set(names) - set(expected_copied))
+
+
+def test_modality_aliases_are_accepted_in_recipes_and_the_cli():
+    from data2vec.cli import build_parser
+
+    audio = Recipe.from_dict({**tiny_recipe_dict("audio"), "modality": "speech"})
+    assert audio.modality == "audio" and type(audio.data).__name__ == "AudioDataSettings"
+    assert Recipe.from_dict({**tiny_recipe_dict("vision"), "modality": "image"}).modality == "vision"
+    assert resolve_recipe_path("speech-tiny").name == "pretrain-audio-tiny.yaml"
+    assert resolve_recipe_path("pretrain-image-base").name == "pretrain-vision-base.yaml"
+    parser = build_parser()
+    assert parser.parse_args(["demo", "image"]).modality == parser.parse_args(["demo"]).modality == "vision"
 
 
 def test_learning_rate_schedules():
@@ -125,8 +137,8 @@ def test_bad_recipes_are_rejected_with_the_reason():
         Recipe.from_dict({**values, "masking": {**values["masking"], "mask_prob": 0.5}})
     with pytest.raises(RecipeError, match="unknown top-level keys"):
         Recipe.from_dict({**values, "optimiser": {}})
-    with pytest.raises(RecipeError, match="modality must be one of"):
-        Recipe.from_dict({**values, "modality": "audio"})
+    with pytest.raises(RecipeError, match=r"unknown modality 'smell': registered are audio \(alias speech\), vision \(alias image\), text"):
+        Recipe.from_dict({**values, "modality": "smell"})
     with pytest.raises(RecipeError, match="exceeds the model's 2 layers"):
         Recipe.from_dict({**values, "targets": {**values["targets"], "top_k": 3}})
     with pytest.raises(RecipeError, match="phase_ratio"):

@@ -19,7 +19,7 @@ from data2vec.pretraining.trainer import CollapseError, Pretrainer
 from tests.pretraining.tiny_setup import make_data, tiny_recipe, tiny_recipe_dict, write_recipe
 
 NO_DROPOUT = {
-    "speech": {"hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "layerdrop": 0.0},
+    "audio": {"hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "layerdrop": 0.0},
     "vision": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "drop_path_rate": 0.0},
     "text": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
 }
@@ -28,7 +28,7 @@ NO_DROPOUT = {
 @pytest.fixture(scope="module")
 def data_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    return {modality: make_data(modality, folder) for modality in ("speech", "vision", "text")}
+    return {modality: make_data(modality, folder) for modality in ("audio", "vision", "text")}
 
 
 def no_dropout_recipe(modality: str, **sections):
@@ -54,9 +54,9 @@ def layer_norm(x):
 def expected_loss(modality, student, head, teacher, batch, mask, masked_ids=None):
     """The data2vec 1.0 loss of one batch, written out from the method's description."""
     with torch.no_grad():
-        if modality == "speech":
+        if modality == "audio":
             states = student(batch["input_values"], mask_time_indices=mask).last_hidden_state
-            layers = teacher(batch["input_values"], output_feed_forward_states=True).feed_forward_states[-2:]
+            layers = teacher.forward_intermediates(batch["input_values"], indices=[-2, -1], kind="feed_forward").intermediates
             target = torch.stack([instance_norm_over_time(layer) for layer in layers]).mean(0)[mask]
             prediction = head(states[mask])
             return ((prediction - target) ** 2).sum(-1).sum().item() / math.sqrt(target.shape[-1]) / mask.sum().item()
@@ -67,13 +67,13 @@ def expected_loss(modality, student, head, teacher, batch, mask, masked_ids=None
             prediction = head(states[mask])
             return F.smooth_l1_loss(prediction, target, beta=2.0, reduction="mean").item()
         states = student(input_ids=masked_ids).last_hidden_state
-        layers = teacher(input_ids=batch["input_ids"], output_feed_forward_states=True).feed_forward_states[-2:]
+        layers = teacher.forward_intermediates(input_ids=batch["input_ids"], indices=[1, 2], kind="feed_forward").intermediates
         target = torch.stack([layer_norm(layer) for layer in layers]).mean(0)[mask]
         prediction = head(states[mask])
         return F.smooth_l1_loss(prediction, target, beta=4.0, reduction="sum").item() / mask.sum().item()
 
 
-@pytest.mark.parametrize("modality", ["speech", "vision", "text"])
+@pytest.mark.parametrize("modality", ["audio", "vision", "text"])
 def test_one_update_matches_the_method_written_out(modality, data_folder, tmp_path):
     recipe = no_dropout_recipe(modality, optim={"total_steps": 4, "warmup_steps": 1})
     trainer = Pretrainer(recipe, data_folder[modality], tmp_path / "run", progress=False)
@@ -88,7 +88,7 @@ def test_one_update_matches_the_method_written_out(modality, data_folder, tmp_pa
         assert torch.equal(masked_ids[~mask], original[~mask])
         replaced = (masked_ids[mask] == trainer.adapter.tokenizer.mask_token_id).float().mean().item()
         assert 0.5 < replaced < 1.0
-    elif modality == "speech":
+    elif modality == "audio":
         assert torch.equal(student_inputs["mask_time_indices"], mask)
     else:
         assert torch.equal(student_inputs["bool_masked_pos"], mask)
@@ -107,7 +107,7 @@ def test_one_update_matches_the_method_written_out(modality, data_folder, tmp_pa
     decay = recipe.ema.start + (recipe.ema.end - recipe.ema.start) * 1 / recipe.ema.anneal_steps
     assert stats["ema_decay"] == pytest.approx(decay)
     student_after = dict(trainer.model.backbone.named_parameters())
-    copied = {"speech": ("feature_encoder.", "feature_projection.", "positional_conv."), "vision": (), "text": ("embeddings.",)}
+    copied = {"audio": ("feature_encoder.", "feature_projection.", "positional_conv."), "vision": (), "text": ("embeddings.",)}
     checked_copied = 0
     for name, value in trainer.teacher.model.named_parameters():
         assert not value.requires_grad and value.grad is None
@@ -128,8 +128,12 @@ def test_one_update_matches_the_method_written_out(modality, data_folder, tmp_pa
 def test_run_writes_log_plot_checkpoint(data_folder, tmp_path):
     recipe = tiny_recipe("vision", optim={"total_steps": 5, "warmup_steps": 2}, save_every=2, log_every=2)
     trainer = Pretrainer(recipe, data_folder["vision"], tmp_path / "run", progress=False)
+    assert trainer.model.backbone.validate_inputs is None  # the first batch is checked
     result = trainer.train()
     assert result.step == 5 and not result.interrupted
+    # after it, the student and the teacher never read inputs back to check them
+    assert trainer.model.backbone.validate_inputs is False
+    assert all(module.validate_inputs is False for module in trainer.teacher.modules() if hasattr(module, "validate_inputs"))
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 5]
     for record in records:
@@ -200,7 +204,7 @@ def test_cli_reports_collapse(data_folder, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- data
 def test_audio_manifest_and_folder_agree_and_crop(data_folder):
-    folder = data_folder["speech"]
+    folder = data_folder["audio"]
     from_folder = AudioFiles.from_source(folder, max_sample_size=4000, min_sample_size=3000)
     from_manifest = AudioFiles.from_source(folder / "manifest.tsv", max_sample_size=4000, min_sample_size=3000)
     assert [p.name for p in from_folder.paths] == [p.name for p in from_manifest.paths]
@@ -253,3 +257,42 @@ def test_text_blocks_and_step_batches_split_across_ranks(data_folder, tmp_path):
     assert np.array_equal(StepBatches(blocks, 8, seed=3).global_indices(5), whole.global_indices(5))
     with pytest.raises(ValueError, match="not divisible"):
         StepBatches(blocks, 8, seed=3, rank=0, world_size=3)
+
+
+# ---------------------------------------------------------------------------- weight decay
+def test_parameter_groups_exempt_one_dimensional_tokens_and_named_parameters():
+    from torch import nn
+
+    from data2vec.core.optim import parameter_groups
+
+    model = nn.Module()
+    model.linear, model.norm = nn.Linear(4, 4), nn.LayerNorm(4)
+    model.cls_token = nn.Parameter(torch.zeros(1, 1, 4))
+    model.frozen = nn.Parameter(torch.zeros(4, 4), requires_grad=False)
+    names = {id(p): name for name, p in model.named_parameters()}
+
+    def grouped(**options):
+        return [([names[id(p)] for p in group["params"]], group["weight_decay"]) for group in parameter_groups(model, 0.1, **options)]
+
+    # the fine-tuning rule (the default): 1-D parameters and learned tokens are not decayed
+    assert grouped() == [(["linear.weight"], 0.1), (["cls_token", "linear.bias", "norm.weight", "norm.bias"], 0.0)]
+    # the pretraining recipes' rule: optim.no_decay_1d and optim.no_decay_patterns
+    assert grouped(no_decay_1d=False, no_decay_patterns=[r"^norm\."]) == [
+        (["cls_token", "linear.weight", "linear.bias"], 0.1), (["norm.weight", "norm.bias"], 0.0)
+    ]
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert grouped(no_decay_1d=False, no_decay_patterns=[]) == [(trained, 0.1)]
+    with pytest.raises(ValueError, match="no_decay_patterns"):
+        parameter_groups(model, 0.1, no_decay_patterns=["("])
+
+
+def test_trainer_decays_as_the_recipe_says(data_folder, tmp_path):
+    recipe = tiny_recipe("vision", optim={"total_steps": 2, "warmup_steps": 1, "weight_decay": 0.05, "no_decay_1d": True})
+    trainer = Pretrainer(recipe, data_folder["vision"], tmp_path / "run", progress=False)
+    assert recipe.optim.no_decay_patterns == ["cls_token", "position_embeddings"]
+    decayed, exempt = trainer.optimizer.param_groups
+    assert (decayed["weight_decay"], exempt["weight_decay"]) == (0.05, 0.0)
+    names = {id(p): name for name, p in trainer.model.named_parameters()}
+    expected_exempt = [name for name, p in trainer.model.named_parameters() if p.ndim <= 1 or "cls_token" in name]
+    assert [names[id(p)] for p in exempt["params"]] == expected_exempt and "backbone.embeddings.cls_token" in expected_exempt
+    assert len(decayed["params"]) + len(exempt["params"]) == len(names)

@@ -34,7 +34,7 @@ TINY_CHANGES = {
         "targets": {"top_k": 2},
         "data": {"batch_size": 8, "tokens_per_sample": 32, "vocab_size": 300},
     },
-    "speech": {
+    "audio": {
         "model": {
             "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
             "conv_dim": [16] * 7, "num_conv_pos_embeddings": 1, "conv_pos_kernel_size": 3,
@@ -118,6 +118,6 @@ def make_text(path: Path, paragraphs: int = 120, seed: int = 0) -> Path:
 def make_data(modality: str, folder: Path) -> Path:
     if modality == "vision":
         return make_images(folder / "images")
-    if modality == "speech":
+    if modality == "audio":
         return make_audio(folder / "audio")
     return make_text(folder / "corpus.txt")

@@ -75,10 +75,13 @@ def test_segmentation_at_another_size_keeps_the_4x_grid():
     assert logits.shape == (2, 3, 4 * 6, 4 * 8)
 
 
-def test_segmentation_labels_must_match_the_image():
+def test_segmentation_labels_must_match_the_batch():
+    """Label maps may have their own resolution (issue 10), but one map per image, 3-D, integer."""
     model = build("Data2VecVisionForSemanticSegmentation")
-    with pytest.raises(ValueError, match=r"labels have shape \(2, 16, 16\).*expected a \(batch, height, width\) = \(2, 32, 32\)"):
-        model(images(), labels=torch.zeros(2, 16, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"labels have shape \(3, 16, 16\).*\(batch, height, width\).*batch = 2"):
+        model(images(), labels=torch.zeros(3, 16, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"labels have shape \(2, 1, 32, 32\)"):
+        model(images(), labels=torch.zeros(2, 1, 32, 32, dtype=torch.long))
     with pytest.raises(ValueError, match=r"integer class ids, got torch.float32"):
         model(images(), labels=torch.zeros(2, 32, 32))
 
@@ -136,7 +139,7 @@ def test_config_checks():
 
 def test_layer_scale_zero_disables_it_and_drop_path_acts_in_training():
     model = build(layer_scale_init_value=0.0)
-    assert all(layer.attention_scale is None and layer.mlp_scale is None for layer in model.layers)
+    assert all(layer.attention_scale is None and layer.mlp_scale is None for layer in model.encoder.layers)
     assert not any("scale" in name for name, _ in model.named_parameters())
     model = build(drop_path_rate=0.5).train()
     pixels = images(batch=8)

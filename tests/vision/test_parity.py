@@ -114,12 +114,16 @@ def test_feed_forward_states_match_reference_fc2_outputs(tmp_path):
     hooks = [layer.output.dense.register_forward_hook(lambda _m, _i, out: captured.append(out)) for layer in ref.encoder.layer]
     pixels = images()
     with torch.no_grad():
-        ref(pixels)
-        out = ours(pixels, output_feed_forward_states=True)
+        ref_out = ref(pixels, output_hidden_states=True)
+        out = ours.forward_intermediates(pixels, indices=range(-TINY["num_hidden_layers"], 0), kind="feed_forward")
+        blocks = ours.forward_intermediates(pixels, indices=[0, 2, -1])
     for hook in hooks:
         hook.remove()
     assert len(captured) == TINY["num_hidden_layers"]
-    assert_close(out.feed_forward_states, tuple(captured), "feed_forward_states")
+    assert_close(out.intermediates, tuple(captured), "feed-forward intermediates")
+    assert_close(out.last_hidden_state, ref_out.last_hidden_state, "last_hidden_state")
+    expected = tuple(ref_out.hidden_states[i] for i in (0, 2, TINY["num_hidden_layers"]))
+    assert_close(blocks.intermediates, expected, "block intermediates")
 
 
 def test_bool_masked_pos_matches_reference(tmp_path):
@@ -304,7 +308,7 @@ def test_backbone_checkpoint_loads_into_head_with_warning(tmp_path, name):
     )
     for key in expected:
         assert key in message, key
-    assert "backbone.layers.0" not in message and "not used" not in message
+    assert "backbone.encoder.layers.0" not in message and "not used" not in message
     # the backbone weights arrived
     pixels = images()
     with torch.no_grad():
@@ -343,9 +347,9 @@ def test_fresh_models_initialise_like_the_reference():
             assert abs(mine.float().std() - tensor.float().std()) < 0.01, key
         elif tensor.numel() == 1 or tensor.float().std() == 0:  # constants: equal
             assert torch.equal(mine, tensor), key
-    assert torch.equal(ours.backbone.layers[1].attention_scale, torch.full((TINY["hidden_size"],), 0.2))
+    assert torch.equal(ours.backbone.encoder.layers[1].attention_scale, torch.full((TINY["hidden_size"],), 0.2))
     # stochastic depth grows linearly over depth like the reference's
-    rates = [layer.drop_path.rate for layer in ours.backbone.layers]
+    rates = [layer.drop_path.rate for layer in ours.backbone.encoder.layers]
     ref_rates = [getattr(layer.drop_path, "drop_prob", 0.0) for layer in ref.data2vec_vision.encoder.layer]
     assert rates == pytest.approx(ref_rates) and rates[0] == 0.0 and rates[-1] == pytest.approx(0.1)
 

@@ -5,40 +5,36 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
-from ..core.config import Config
+from ..core.config import TransformerConfig
 
 _CTC_REDUCTIONS = ("sum", "mean", "none")
 
 
 @dataclasses.dataclass(kw_only=True)
-class Data2VecAudioConfig(Config):
+class Data2VecAudioConfig(TransformerConfig):
     """Keys and defaults of the reference's ``Data2VecAudioConfig`` (those of
     ``facebook/data2vec-audio-base-960h``).
 
     Derived values: ``num_feat_extract_layers`` is ``len(conv_dim)`` (written to ``config.json``
-    like the reference does, ignored when read back); ``output_hidden_size`` defaults to
-    ``hidden_size``; ``inputs_to_logits_ratio`` is the product of the conv strides, the number of
-    waveform samples per output frame. ``apply_spec_augment`` is not a key of the reference's class
-    but its model reads it (default True), so it is declared here.
+    like the reference does; the constructor checks a given value, ``from_dict`` recomputes it);
+    ``output_hidden_size`` defaults to ``hidden_size``; ``inputs_to_logits_ratio`` is the product
+    of the conv strides, the number of waveform samples per output frame. ``apply_spec_augment``
+    is not a key of the reference's class but its model reads it (default True), so it is
+    declared here and written only when false.
     """
 
     model_type = "data2vec-audio"
+    derived_keys: ClassVar[dict[str, str]] = {"num_feat_extract_layers": "len(conv_dim)"}
 
     vocab_size: int | None = 32
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
     hidden_dropout: float = 0.1
     activation_dropout: float = 0.1
     attention_dropout: float = 0.1
     feat_proj_dropout: float = 0.0
     final_dropout: float = 0.1
     layerdrop: float = 0.1
-    initializer_range: float = 0.02
     layer_norm_eps: float = 1e-5
     feat_extract_activation: str = "gelu"
     conv_dim: list[int] = dataclasses.field(default_factory=lambda: [512] * 7)
@@ -77,8 +73,6 @@ class Data2VecAudioConfig(Config):
             setattr(self, name, [int(value) for value in getattr(self, name)])
         if self.output_hidden_size is None:
             self.output_hidden_size = self.hidden_size
-        # derived from conv_dim; the reference writes it to config.json and ignores it when reading
-        self.extra.pop("num_feat_extract_layers", None)
         super().__post_init__(num_labels)
 
     @property
@@ -93,6 +87,8 @@ class Data2VecAudioConfig(Config):
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out["num_feat_extract_layers"] = self.num_feat_extract_layers
+        if out["apply_spec_augment"] is True:  # the reference reads a missing key as true and writes none
+            del out["apply_spec_augment"]
         return dict(sorted(out.items()))
 
     def validate(self) -> None:

@@ -15,19 +15,17 @@ transcript, padded with -100 (ignored by the loss).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from data2vec.audio.features import AudioBatch
-from data2vec.core.hub import resolve_file
+from data2vec.core.preprocessing import Batch, Preprocessor, PretrainedFiles, read_json, write_json
 
 VOCAB_FILE = "vocab.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
@@ -82,14 +80,29 @@ def offsets_to_seconds(offsets: Offsets, stride: int, sampling_rate: int = 16000
     ]
 
 
-class Data2VecAudioCTCTokenizer:
+def _token_id_property(token_attribute: str) -> property:
+    """A read-only `<token>_id`: the id of the token named by `token_attribute`, `None` when that
+    token is unset or outside the vocabulary."""
+
+    def token_id(self: Data2VecAudioCTCTokenizer) -> int | None:
+        token = getattr(self, token_attribute)
+        return None if token is None else self.token_to_id.get(token)
+
+    return property(token_id, doc=f"The id of `{token_attribute}`, or None.")
+
+
+class Data2VecAudioCTCTokenizer(Preprocessor):
     """Character-level tokenizer of the data2vec-audio CTC checkpoints.
 
     `vocab` is a dict `{token: id}` or the path of a `vocab.json`. A multilingual vocabulary
     (`{language: {token: id}}`) needs `target_lang`. With `do_lower_case=True`, transcripts
     are upper-cased before lookup (the vocabularies are upper case) and decoded text is
-    lower-cased.
+    lower-cased. `from_pretrained` reads `vocab.json` (+ optional `tokenizer_config.json`,
+    `special_tokens_map.json`, `added_tokens.json`); keyword overrides are constructor
+    arguments and win over the files (e.g. `target_lang="fra"`).
     """
+
+    config_file: ClassVar[str] = TOKENIZER_CONFIG_FILE
 
     def __init__(
         self,
@@ -110,7 +123,9 @@ class Data2VecAudioCTCTokenizer:
         """`added_tokens` / `added_special_tokens`: tokens outside `vocab` (from a checkpoint's
         `added_tokens_decoder` or `added_tokens.json`) and which of them are special."""
         if not isinstance(vocab, Mapping):
-            vocab = _read_json(Path(vocab))
+            if not Path(vocab).is_file():
+                raise FileNotFoundError(f"vocabulary file {str(vocab)!r} does not exist")
+            vocab = read_json(vocab)
         self.vocab: dict[str, Any] = dict(vocab)  # as in vocab.json (nested when multilingual)
         self.target_lang = target_lang
         vocab_tokens = _select_language(self.vocab, target_lang)
@@ -155,28 +170,14 @@ class Data2VecAudioCTCTokenizer:
     def get_vocab(self) -> dict[str, int]:
         return dict(self.token_to_id)
 
-    def _id_or_none(self, token: str | None) -> int | None:
-        return None if token is None else self.token_to_id.get(token)
-
     @property
     def pad_token_id(self) -> int:
         return self.token_to_id[self.pad_token]
 
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._id_or_none(self.unk_token)
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._id_or_none(self.bos_token)
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._id_or_none(self.eos_token)
-
-    @property
-    def word_delimiter_token_id(self) -> int | None:
-        return self._id_or_none(self.word_delimiter_token)
+    unk_token_id = _token_id_property("unk_token")
+    bos_token_id = _token_id_property("bos_token")
+    eos_token_id = _token_id_property("eos_token")
+    word_delimiter_token_id = _token_id_property("word_delimiter_token")
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         if isinstance(tokens, str):
@@ -229,7 +230,7 @@ class Data2VecAudioCTCTokenizer:
         pad_to_multiple_of: int | None = None,
         return_attention_mask: bool = True,
         return_tensors: TensorType = None,
-    ) -> AudioBatch:
+    ) -> Batch:
         """Transcript(s) to `input_ids` (+ `attention_mask`), padded on the right with the pad id.
 
         A single string gives flat lists (or a `(1, length)` tensor); a list gives one row
@@ -251,22 +252,13 @@ class Data2VecAudioCTCTokenizer:
         ids = [row + [self.pad_token_id] * max(target_length - len(row), 0) for row in rows]
         mask = [[1] * len(row) + [0] * max(target_length - len(row), 0) for row in rows]
 
-        batch = AudioBatch(input_ids=ids)
+        batch = Batch({"input_ids": ids})
         if return_attention_mask:
             batch["attention_mask"] = mask
-        if return_tensors is not None:
-            lengths = sorted({len(row) for row in ids})
-            if len(lengths) > 1:
-                raise ValueError(
-                    f"cannot return tensors: the transcripts have different lengths ({lengths[0]} to {lengths[-1]} "
-                    "tokens); pass padding=True"
-                )
-            # (batch, tokens)
-            batch = AudioBatch({key: np.asarray(value, dtype=np.int64) for key, value in batch.items()})
-            if return_tensors == "pt":
-                batch = AudioBatch({key: torch.from_numpy(value) for key, value in batch.items()})
+        if return_tensors is not None:  # (batch, tokens)
+            batch.convert_to_tensors(return_tensors, dtype=np.int64, unit="tokens", remedy="pass padding=True")
         elif single:
-            batch = AudioBatch({key: value[0] for key, value in batch.items()})
+            batch = Batch({key: value[0] for key, value in batch.items()})
         return batch
 
     def encode_labels(
@@ -401,13 +393,8 @@ class Data2VecAudioCTCTokenizer:
 
     # ------------------------------------------------------------------ files
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[Path, ...]:
+    def _save_files(self, directory: Path) -> tuple[Path, ...]:
         """Write `vocab.json`, `tokenizer_config.json` and `special_tokens_map.json`."""
-        directory = Path(save_directory)
-        if directory.is_file():
-            raise NotADirectoryError(f"{str(directory)!r} is a file; pass a folder to save into")
-        directory.mkdir(parents=True, exist_ok=True)
-
         named_tokens = {"bos_token": self.bos_token, "eos_token": self.eos_token, "unk_token": self.unk_token}
         special_tokens = {key: token for key, token in named_tokens.items() if token is not None}
         special_tokens["pad_token"] = self.pad_token
@@ -432,34 +419,18 @@ class Data2VecAudioCTCTokenizer:
                 }
                 for token, token_id in sorted(self.added_tokens.items(), key=lambda item: item[1])
             }
-
-        paths = (directory / VOCAB_FILE, directory / TOKENIZER_CONFIG_FILE, directory / SPECIAL_TOKENS_MAP_FILE)
-        for path, content, sort_keys in zip(paths, (self.vocab, config, special_tokens), (True, False, False)):
-            text = json.dumps(content, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n"
-            path.write_text(text, encoding="utf-8")
-        return paths
+        return (
+            write_json(directory / VOCAB_FILE, self.vocab, sort_keys=True),
+            write_json(directory / TOKENIZER_CONFIG_FILE, config),
+            write_json(directory / SPECIAL_TOKENS_MAP_FILE, special_tokens),
+        )
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path_or_repo: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        **overrides: Any,
-    ) -> Data2VecAudioCTCTokenizer:
-        """Read `vocab.json` (+ optional `tokenizer_config.json`, `special_tokens_map.json`,
-        `added_tokens.json`) from a folder or a Hub repo id. Keyword `overrides` replace the
-        files' settings (e.g. `target_lang="fra"`)."""
-
-        def optional_json(filename: str) -> dict[str, Any]:
-            path = resolve_file(path_or_repo, filename, required=False, revision=revision, cache_dir=cache_dir)
-            return _read_json(path) if path is not None else {}
-
-        vocab_path = resolve_file(path_or_repo, VOCAB_FILE, revision=revision, cache_dir=cache_dir)
-        config = optional_json(TOKENIZER_CONFIG_FILE)
+    def _from_files(cls, files: PretrainedFiles, overrides: dict[str, Any]) -> Data2VecAudioCTCTokenizer:
+        vocab = files.read_json(VOCAB_FILE)
+        config = files.read_optional_json(TOKENIZER_CONFIG_FILE)
         # special_tokens_map.json takes precedence over tokenizer_config.json for the named tokens.
-        special_tokens_map = optional_json(SPECIAL_TOKENS_MAP_FILE)
+        special_tokens_map = files.read_optional_json(SPECIAL_TOKENS_MAP_FILE)
         config.update({key: value for key, value in special_tokens_map.items() if key.endswith("_token")})
 
         settings: dict[str, Any] = {}
@@ -470,9 +441,8 @@ class Data2VecAudioCTCTokenizer:
             if key in config and config[key] is not None:
                 settings[key] = config[key]
 
-        vocab = _read_json(vocab_path)
         vocab_tokens = _select_language(vocab, overrides.get("target_lang", settings.get("target_lang")))
-        added_tokens = {token: int(token_id) for token, token_id in optional_json(ADDED_TOKENS_FILE).items()}
+        added_tokens = {token: int(token_id) for token, token_id in files.read_optional_json(ADDED_TOKENS_FILE).items()}
         added_special_tokens = []
         for token_id, entry in (config.get("added_tokens_decoder") or {}).items():
             token = _token_content(entry)
@@ -486,18 +456,6 @@ class Data2VecAudioCTCTokenizer:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        content = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"vocabulary file {str(path)!r} does not exist") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from None
-    if not isinstance(content, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object, got {type(content).__name__}")
-    return content
 
 
 def _select_language(vocab: Mapping[str, Any], target_lang: str | None) -> Mapping[str, int]:

@@ -10,19 +10,18 @@ the same file (and keys) as the official checkpoints on the Hub, whose
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from data2vec.core.hub import resolve_file
+from data2vec.core.preprocessing import Batch, Preprocessor, PretrainedFiles, read_json, write_json
 
 PREPROCESSOR_CONFIG_FILE = "preprocessor_config.json"
 # The class name the Hub files carry; writing it lets other libraries load our files too.
@@ -36,20 +35,8 @@ PaddingArgument = bool | Literal["longest", "max_length", "do_not_pad"]
 TensorType = Literal["pt", "np"] | None
 
 
-class AudioBatch(dict):
-    """A dict of model inputs whose keys can also be read as attributes (`batch.input_values`)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"no field {name!r} in this batch; it has {sorted(self)}") from None
-
-    def to(self, device: str | torch.device) -> AudioBatch:
-        """Move every torch tensor to `device` (for `return_tensors="pt"` batches)."""
-        return AudioBatch(
-            {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in self.items()}
-        )
+# The batch type of every preprocessor; the name stays for code that imports it from here.
+AudioBatch = Batch
 
 
 def normalize_utterance(waveform: np.ndarray) -> np.ndarray:
@@ -60,12 +47,16 @@ def normalize_utterance(waveform: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Data2VecAudioFeatureExtractor:
+class Data2VecAudioFeatureExtractor(Preprocessor):
     """Turns raw mono waveforms into `input_values` (+ `attention_mask`) for the audio models.
 
     The fields are the keys of `preprocessor_config.json`. Only `feature_size=1` exists for
-    these models: every utterance is a 1-D waveform of samples.
+    these models: every utterance is a 1-D waveform of samples. `from_pretrained` /
+    `save_pretrained` (from `Preprocessor`) read and write that file; keyword overrides of
+    `from_pretrained` must be fields (e.g. `return_attention_mask=False`).
     """
+
+    config_file: ClassVar[str] = PREPROCESSOR_CONFIG_FILE
 
     feature_size: int = 1
     sampling_rate: int = 16000
@@ -100,7 +91,7 @@ class Data2VecAudioFeatureExtractor:
         pad_to_multiple_of: int | None = None,
         return_attention_mask: bool | None = None,
         return_tensors: TensorType = None,
-    ) -> AudioBatch:
+    ) -> Batch:
         """Normalise and pad one waveform or a batch of them.
 
         `raw_speech`: one utterance (1-D numpy array / torch tensor / list of floats) or a
@@ -109,7 +100,7 @@ class Data2VecAudioFeatureExtractor:
         `"max_length"` (to `max_length`); `pad_to_multiple_of` rounds the padded length up.
         `truncation=True` cuts utterances longer than `max_length`.
 
-        Returns an `AudioBatch` with `input_values` (float32) and, unless disabled,
+        Returns a `Batch` with `input_values` (float32) and, unless disabled,
         `attention_mask` (int32, 1 on real samples). Always batched: with
         `return_tensors=None` each is a list of 1-D numpy arrays; with `"np"`/`"pt"` a
         `(batch, samples)` array/tensor, which needs equal lengths (use `padding`).
@@ -152,11 +143,15 @@ class Data2VecAudioFeatureExtractor:
             input_values.append(np.pad(utterance, real, constant_values=self.padding_value).astype(np.float32))
             attention_mask.append(np.pad(np.ones(length, dtype=np.int32), real))
 
-        batch = AudioBatch(input_values=input_values)
+        batch = Batch({"input_values": input_values})
         if return_attention_mask:
             batch["attention_mask"] = attention_mask
-        if return_tensors is not None:
-            batch = _stack(batch, return_tensors)
+        if return_tensors is not None:  # (batch, samples)
+            batch.convert_to_tensors(
+                return_tensors,
+                unit="samples",
+                remedy="pass padding=True (or padding='max_length' with truncation=True)",
+            )
         return batch
 
     def _check_sampling_rate(self, sampling_rate: int | None) -> None:
@@ -180,39 +175,20 @@ class Data2VecAudioFeatureExtractor:
 
     def to_dict(self) -> dict[str, Any]:
         """The contents of `preprocessor_config.json`."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra_config"}
+        values = {name: getattr(self, name) for name in self._field_names()}
         values = {**self.extra_config, **values, "feature_extractor_type": FEATURE_EXTRACTOR_TYPE}
         return dict(sorted(values.items()))
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write `preprocessor_config.json` into `save_directory` (created if needed)."""
-        directory = Path(save_directory)
-        if directory.is_file():
-            raise NotADirectoryError(f"{str(directory)!r} is a file; pass a folder to save into")
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / PREPROCESSOR_CONFIG_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+    def _save_files(self, directory: Path) -> Path:
+        return write_json(directory / self.config_file, self.to_dict())
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path_or_repo: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        **overrides: Any,
-    ) -> Data2VecAudioFeatureExtractor:
-        """Read `preprocessor_config.json` from a folder or a Hub repo id.
-
-        Keyword `overrides` replace values of the file (e.g. `return_attention_mask=False`).
-        """
-        path = resolve_file(path_or_repo, PREPROCESSOR_CONFIG_FILE, revision=revision, cache_dir=cache_dir)
-        try:
-            values = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
-        return cls.from_dict({**values, **overrides}, source=str(path))
+    def _from_files(cls, files: PretrainedFiles, overrides: dict[str, Any]) -> Data2VecAudioFeatureExtractor:
+        unknown = sorted(set(overrides) - cls._field_names())
+        if unknown:
+            raise TypeError(f"unknown feature extractor setting(s) {unknown}; known: {sorted(cls._field_names())}")
+        path = files.find(cls.config_file)
+        return cls.from_dict({**read_json(path), **overrides}, source=str(path))
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "the given dict") -> Data2VecAudioFeatureExtractor:
@@ -223,12 +199,17 @@ class Data2VecAudioFeatureExtractor:
                 f"(feature_extractor_type {FEATURE_EXTRACTOR_TYPE!r}); "
                 "use the preprocessor of a data2vec-audio checkpoint"
             )
-        field_names = {f.name for f in dataclasses.fields(cls)} - {"extra_config"}
+        field_names = cls._field_names()
         known = {key: value for key, value in values.items() if key in field_names}
         extra = {
             key: value for key, value in values.items() if key not in field_names | {"feature_extractor_type"}
         }
         return cls(**known, extra_config=extra)
+
+    @classmethod
+    def _field_names(cls) -> set[str]:
+        """The settings: the keys of `preprocessor_config.json` this class reads."""
+        return {f.name for f in dataclasses.fields(cls)} - {"extra_config"}
 
 
 # ---------------------------------------------------------------------- helpers
@@ -321,16 +302,3 @@ def _as_utterances(raw_speech: Any) -> list[np.ndarray]:
         "raw_speech must be a numpy array, a torch tensor or a list of them (or of floats), "
         f"got {type(raw_speech).__name__}"
     )
-
-
-def _stack(batch: AudioBatch, return_tensors: Literal["np", "pt"]) -> AudioBatch:
-    lengths = sorted({len(row) for row in batch["input_values"]})
-    if len(lengths) > 1:
-        raise ValueError(
-            f"cannot return tensors: the utterances have different lengths ({lengths[0]} to {lengths[-1]} samples) "
-            "after padding; pass padding=True (or padding='max_length' with truncation=True)"
-        )
-    stacked = AudioBatch({key: np.stack(rows) for key, rows in batch.items()})  # (batch, samples)
-    if return_tensors == "pt":
-        stacked = AudioBatch({key: torch.from_numpy(value) for key, value in stacked.items()})
-    return stacked

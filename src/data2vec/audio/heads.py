@@ -8,11 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.losses import infer_problem_type, sequence_classification_loss
+from ..core.modeling import HeadModel
 from ..core.outputs import PredictionOutput, XVectorOutput
 from . import checkpoint_keys
 from .config import Data2VecAudioConfig
 from .feature_encoder import feature_encoder_output_length, minimum_input_length
-from .model import Data2VecAudioModel, Data2VecAudioPreTrainedModel, frame_attention_mask
+from .model import Data2VecAudioModel, frame_attention_mask
 
 IGNORE_INDEX = -100
 
@@ -22,37 +23,64 @@ def _as_batch(mask: torch.Tensor | None) -> torch.Tensor | None:
     return mask[None] if mask is not None and mask.dim() == 1 else mask
 
 
-class _AudioHeadModel(Data2VecAudioPreTrainedModel):
-    """A head on ``self.backbone`` (the reference calls it ``data2vec_audio``)."""
+class _AudioHeadModel(HeadModel):
+    """A head on ``self.backbone`` (the reference calls it ``data2vec_audio``). With
+    ``weighted_layer_sum`` (and ``config.use_weighted_layer_sum``) the head reads a learned
+    softmax-weighted sum of the transformer's input and every layer's output."""
 
-    def _build_backbone(self, config: Data2VecAudioConfig, weighted_layer_sum: bool) -> None:
-        self.backbone = Data2VecAudioModel(config)
+    backbone_class = Data2VecAudioModel
+
+    def __init__(self, config: Data2VecAudioConfig, weighted_layer_sum: bool) -> None:
+        super().__init__(config)
         if weighted_layer_sum and config.use_weighted_layer_sum:
             layers = config.num_hidden_layers + 1  # the transformer's input and each layer's output
             self.layer_weights = nn.Parameter(torch.full((layers,), 1.0 / layers))
         else:
             self.layer_weights = None
 
-    def freeze_base_model(self) -> None:
-        """Stop gradients into the whole backbone; only the head trains."""
-        for parameter in self.backbone.parameters():
-            parameter.requires_grad = False
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients into the conv feature encoder (usual when fine-tuning)."""
+        self.backbone.freeze_feature_encoder()
 
-    def _run_backbone(self, input_values, attention_mask, mask_time_indices, output_attentions, output_hidden_states):
-        """Returns (backbone output, the states the head reads (batch, frames, width), whether they passed the adapter)."""
-        outputs = self.backbone(
-            input_values,
-            attention_mask=attention_mask,
-            mask_time_indices=mask_time_indices,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states or self.layer_weights is not None,
-        )
+    def check_labels(self, labels: torch.Tensor) -> None:
+        """Refuse labels the head cannot score, before the backbone runs."""
+
+    def predict(
+        self,
+        states: torch.Tensor,
+        adapted: bool,
+        attention_mask: torch.Tensor | None,
+        input_values: torch.Tensor,
+        labels: torch.Tensor | None,
+    ) -> PredictionOutput | XVectorOutput:
+        """The head on ``states`` (batch, frames, width), the frames it reads (``adapted``: whether
+        they passed the adapter); the output's loss and logits (hidden states are added by ``forward``)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> PredictionOutput | XVectorOutput:
+        """input_values, attention_mask, mask_time_indices: as for ``Data2VecAudioModel``; labels:
+        see the class's ``predict``."""
+        if labels is not None:
+            self.check_labels(labels)
+        outputs = self.run_backbone(locals(), output_hidden_states=output_hidden_states or self.layer_weights is not None)
         if self.layer_weights is None:
-            return outputs, outputs.last_hidden_state, self.backbone.adapter is not None
-        stacked = torch.stack(outputs.hidden_states, dim=1)  # (batch, layers, frames, hidden)
-        weights = self.layer_weights.softmax(dim=-1)
-        states = (stacked * weights[None, :, None, None]).sum(dim=1)
-        return outputs, states, False
+            states, adapted = outputs.last_hidden_state, self.backbone.adapter is not None
+        else:  # the weighted sum of the transformer's input and every layer's output
+            stacked = torch.stack(outputs.hidden_states, dim=1)  # (batch, layers, frames, hidden)
+            weights = self.layer_weights.softmax(dim=-1)
+            states, adapted = (stacked * weights[None, :, None, None]).sum(dim=1), False
+        output = self.predict(states, adapted, _as_batch(attention_mask), input_values, labels)
+        output.hidden_states = outputs.hidden_states if output_hidden_states else None
+        output.attentions = outputs.attentions
+        return output
 
 
 # ---------------------------------------------------------------------------- CTC
@@ -89,19 +117,18 @@ class Data2VecAudioForCTC(_AudioHeadModel):
     head_keys = checkpoint_keys.CTC_KEYS
 
     def __init__(self, config: Data2VecAudioConfig) -> None:
-        super().__init__(config)
         if config.vocab_size is None:
             raise ValueError(
                 "Data2VecAudioForCTC needs config.vocab_size (the size of the CTC tokenizer's vocabulary): "
                 "pass vocab_size=len(tokenizer) to from_pretrained or the config"
             )
-        self._build_backbone(config, weighted_layer_sum=False)
+        super().__init__(config, weighted_layer_sum=False)
         self.dropout = nn.Dropout(config.final_dropout)
         width = config.output_hidden_size if config.add_adapter else config.hidden_size
         self.lm_head = nn.Linear(width, config.vocab_size)
         self.post_init()
 
-    def _check_labels(self, labels: torch.Tensor) -> None:
+    def check_labels(self, labels: torch.Tensor) -> None:
         vocab_size = self.config.vocab_size
         if labels.dim() != 2:
             raise ValueError(f"labels must be (batch, target_length) token ids, got shape {tuple(labels.shape)}")
@@ -118,27 +145,13 @@ class Data2VecAudioForCTC(_AudioHeadModel):
         if self.config.pad_token_id is None:
             raise ValueError("the CTC loss uses config.pad_token_id as its blank id, but it is None: set pad_token_id")
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> PredictionOutput:
+    def predict(self, states, adapted, attention_mask, input_values, labels) -> PredictionOutput:
         """labels: (batch, target_length) character ids, padded with -100. The loss is CTC with the
         pad token as blank, reduced as ``config.ctc_loss_reduction``; each row's frame count comes
         from its attention mask through the conv arithmetic."""
-        if labels is not None:
-            self._check_labels(labels)
-        outputs, states, _ = self._run_backbone(
-            input_values, attention_mask, mask_time_indices, output_attentions, output_hidden_states
-        )
         logits = self.lm_head(self.dropout(states))  # (batch, frames, vocab)
         loss = None
         if labels is not None:
-            attention_mask = _as_batch(attention_mask)
             if attention_mask is not None:
                 samples = attention_mask.long().sum(-1)
             else:
@@ -152,7 +165,7 @@ class Data2VecAudioForCTC(_AudioHeadModel):
                 self.config.ctc_loss_reduction,
                 self.config.ctc_zero_infinity,
             )
-        return PredictionOutput(loss, logits, outputs.hidden_states if output_hidden_states else None, outputs.attentions)
+        return PredictionOutput(loss, logits)
 
 
 # ---------------------------------------------------------------------------- classification
@@ -168,29 +181,16 @@ class Data2VecAudioForSequenceClassification(_AudioHeadModel):
     head_keys = checkpoint_keys.SEQUENCE_CLASSIFICATION_KEYS
 
     def __init__(self, config: Data2VecAudioConfig) -> None:
-        super().__init__(config)
         _no_adapter(config, "Data2VecAudioForSequenceClassification")
-        self._build_backbone(config, weighted_layer_sum=True)
+        super().__init__(config, weighted_layer_sum=True)
         self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
         self.classifier = nn.Linear(config.classifier_proj_size, config.num_labels)
         self.post_init()
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> PredictionOutput:
+    def predict(self, states, adapted, attention_mask, input_values, labels) -> PredictionOutput:
         """labels: (batch,) class ids (cross entropy). With ``config.problem_type`` set to
         "regression" or "multi_label_classification", float labels as for the text heads."""
-        outputs, states, _ = self._run_backbone(
-            input_values, attention_mask, mask_time_indices, output_attentions, output_hidden_states
-        )
         projected = self.projector(states)  # (batch, frames, proj)
-        attention_mask = _as_batch(attention_mask)
         if attention_mask is None:
             pooled = projected.mean(dim=1)
         else:
@@ -205,7 +205,7 @@ class Data2VecAudioForSequenceClassification(_AudioHeadModel):
                 integer = not labels.is_floating_point()
                 problem_type = "single_label_classification" if integer else infer_problem_type(self.config.num_labels, labels)
             loss = sequence_classification_loss(logits, labels, problem_type)
-        return PredictionOutput(loss, logits, outputs.hidden_states if output_hidden_states else None, outputs.attentions)
+        return PredictionOutput(loss, logits)
 
 
 class Data2VecAudioForAudioFrameClassification(_AudioHeadModel):
@@ -214,27 +214,15 @@ class Data2VecAudioForAudioFrameClassification(_AudioHeadModel):
     head_keys = checkpoint_keys.FRAME_CLASSIFICATION_KEYS
 
     def __init__(self, config: Data2VecAudioConfig) -> None:
-        super().__init__(config)
         _no_adapter(config, "Data2VecAudioForAudioFrameClassification")
-        self._build_backbone(config, weighted_layer_sum=True)
+        super().__init__(config, weighted_layer_sum=True)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.num_labels = config.num_labels
         self.post_init()
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> PredictionOutput:
+    def predict(self, states, adapted, attention_mask, input_values, labels) -> PredictionOutput:
         """labels: (batch, frames, num_labels) one-hot (or multi-hot: the first active class counts),
         like the reference; the loss is cross entropy over every frame, padding frames included."""
-        outputs, states, _ = self._run_backbone(
-            input_values, attention_mask, mask_time_indices, output_attentions, output_hidden_states
-        )
         logits = self.classifier(states)  # (batch, frames, num_labels)
         loss = None
         if labels is not None:
@@ -245,7 +233,7 @@ class Data2VecAudioForAudioFrameClassification(_AudioHeadModel):
                 )
             targets = labels.reshape(-1, self.num_labels).argmax(dim=1).to(logits.device)
             loss = F.cross_entropy(logits.reshape(-1, self.num_labels), targets)
-        return PredictionOutput(loss, logits, outputs.hidden_states if output_hidden_states else None, outputs.attentions)
+        return PredictionOutput(loss, logits)
 
 
 # ---------------------------------------------------------------------------- x-vector
@@ -290,14 +278,13 @@ class Data2VecAudioForXVector(_AudioHeadModel):
     head_keys = checkpoint_keys.XVECTOR_KEYS
 
     def __init__(self, config: Data2VecAudioConfig) -> None:
-        super().__init__(config)
         if config.add_adapter and not config.use_weighted_layer_sum and config.output_hidden_size != config.hidden_size:
             raise ValueError(
                 "Data2VecAudioForXVector reads hidden_size-wide frames, but the adapter outputs "
                 f"output_hidden_size={config.output_hidden_size}: set output_hidden_size={config.hidden_size} "
                 "or add_adapter=False"
             )
-        self._build_backbone(config, weighted_layer_sum=True)
+        super().__init__(config, weighted_layer_sum=True)
         self.projector = nn.Linear(config.hidden_size, config.tdnn_dim[0])
         in_dims = [config.tdnn_dim[0], *config.tdnn_dim[:-1]]
         self.tdnn = nn.ModuleList(
@@ -314,25 +301,15 @@ class Data2VecAudioForXVector(_AudioHeadModel):
         if isinstance(module, AMSoftmaxLoss):
             nn.init.normal_(module.weight)
 
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> XVectorOutput:
+    def check_labels(self, labels: torch.Tensor) -> None:
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.config.num_labels):
+            raise ValueError(
+                f"speaker labels must lie in [0, {self.config.num_labels}) (config.num_labels), "
+                f"got values from {int(labels.min())} to {int(labels.max())}"
+            )
+
+    def predict(self, states, adapted, attention_mask, input_values, labels) -> XVectorOutput:
         """labels: (batch,) speaker ids in [0, num_labels) for the AM-softmax loss."""
-        if labels is not None and labels.numel():
-            if int(labels.min()) < 0 or int(labels.max()) >= self.config.num_labels:
-                raise ValueError(
-                    f"speaker labels must lie in [0, {self.config.num_labels}) (config.num_labels), "
-                    f"got values from {int(labels.min())} to {int(labels.max())}"
-                )
-        outputs, states, adapted = self._run_backbone(
-            input_values, attention_mask, mask_time_indices, output_attentions, output_hidden_states
-        )
         frames = states.shape[1]
         reduction = sum(dilation * (kernel - 1) for kernel, dilation in zip(self.config.tdnn_kernel, self.config.tdnn_dilation))
         if frames <= reduction:
@@ -345,7 +322,6 @@ class Data2VecAudioForXVector(_AudioHeadModel):
         for layer in self.tdnn:
             hidden = layer(hidden)  # (batch, frames', tdnn_dim)
 
-        attention_mask = _as_batch(attention_mask)
         if attention_mask is None:
             mean, std = hidden.mean(dim=1), hidden.std(dim=1)
         else:
@@ -363,6 +339,4 @@ class Data2VecAudioForXVector(_AudioHeadModel):
         embeddings = self.embedding(torch.cat([mean, std], dim=-1))  # (batch, xvector_output_dim)
         logits = self.classifier(embeddings)
         loss = self.am_softmax(logits, labels) if labels is not None else None
-        return XVectorOutput(
-            loss, logits, embeddings, outputs.hidden_states if output_hidden_states else None, outputs.attentions
-        )
+        return XVectorOutput(loss, logits, embeddings)

@@ -1,8 +1,8 @@
 """data2vec speech backbone: conv feature encoder -> projection -> (SpecAugment) -> positional
 convolutions -> post-norm transformer -> optional strided conv adapter.
 
-Also the span-mask sampler of SpecAugment (``compute_span_mask``), which data2vec pretraining
-reuses for its time masks, and the sample-mask -> frame-mask arithmetic the heads share.
+Also the sample-mask -> frame-mask arithmetic the heads share. SpecAugment's span sampler is
+``core.masking.compute_span_mask`` (shared with data2vec pretraining; importable from here too).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.attention import attention_bias_from_masks
-from ..core.layers import TransformerBlock
-from ..core.modeling import PreTrainedModel, init_standard
+from ..core.encoder import Encoder
+from ..core.layers import PostNormBlock, block_arguments
+from ..core.masking import compute_span_mask
+from ..core.modeling import Backbone, Embedded, ModelFamily, init_standard
 from ..core.outputs import AudioEncoderOutput
 from . import checkpoint_keys
 from .config import Data2VecAudioConfig
@@ -29,63 +31,6 @@ from .feature_encoder import (
 )
 
 
-# ---------------------------------------------------------------------------- span masks (SpecAugment)
-def compute_span_mask(
-    shape: tuple[int, int],
-    mask_prob: float,
-    mask_length: int,
-    *,
-    min_masks: int = 0,
-    attention_mask: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Sample spans of ``mask_length`` consecutive positions to mask, as in wav2vec 2.0 / data2vec.
-
-    shape: (batch, length). attention_mask: optional (batch, length), 1 where a position is real
-    (right padding); spans then start and end inside each row's ``valid`` positions.
-
-    Each row draws ``n = max(floor(mask_prob * valid / mask_length + u), min_masks)`` span starts
-    without replacement among its ``valid - mask_length + 1`` possible starts, where ``u ~ U[0, 1)``
-    is drawn once per call (probabilistic rounding). ``n`` is then capped at ``length // mask_length``
-    and at the number of possible starts. Spans may overlap, so the masked fraction is at most
-    ``mask_prob`` on average. Random numbers come from ``generator`` (a CPU ``torch.Generator``) or,
-    when None, from torch's global generator.
-
-    Returns a bool tensor of ``shape``, True where masked.
-    """
-    batch, length = shape
-    if mask_length < 1:
-        raise ValueError(f"mask_length must be at least 1, got {mask_length}")
-    if mask_length > length:
-        raise ValueError(
-            f"mask spans of {mask_length} positions do not fit in a sequence of {length}: "
-            "use longer inputs or a smaller mask length (config.mask_time_length / mask_feature_length)"
-        )
-    if attention_mask is not None:
-        if tuple(attention_mask.shape) != (batch, length):
-            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(batch, length)}")
-        valid_lengths = [int(value) for value in attention_mask.detach().to("cpu").long().sum(-1)]
-    else:
-        valid_lengths = [length] * batch
-    rounding = float(torch.rand((), generator=generator))
-
-    def number_of_spans(valid: int) -> int:
-        spans = max(int(mask_prob * valid / mask_length + rounding), min_masks)
-        spans = min(spans, length // mask_length)
-        return min(spans, max(valid - mask_length + 1, 0))
-
-    mask = torch.zeros(batch, length, dtype=torch.bool)
-    offsets = torch.arange(mask_length)
-    for row, valid in enumerate(valid_lengths):
-        spans = number_of_spans(valid)
-        if spans == 0:
-            continue
-        starts = torch.randperm(valid - mask_length + 1, generator=generator)[:spans]
-        mask[row, (starts[:, None] + offsets).reshape(-1)] = True
-    return mask.to(device) if device is not None else mask
-
-
 # ---------------------------------------------------------------------------- frame arithmetic
 def frame_attention_mask(
     attention_mask: torch.Tensor, num_frames: int, config: Data2VecAudioConfig, include_adapter: bool = False
@@ -97,10 +42,15 @@ def frame_attention_mask(
 
 
 def check_audio_inputs(
-    config: Data2VecAudioConfig, input_values: torch.Tensor, attention_mask: torch.Tensor | None
+    config: Data2VecAudioConfig,
+    input_values: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    check_values: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate the waveform batch and its mask at the model boundary. A 1-D waveform is one
-    utterance; returns (input_values (batch, samples), attention_mask (batch, samples) or None)."""
+    utterance; returns (input_values (batch, samples), attention_mask (batch, samples) or None).
+    ``check_values``: also the checks that read values (finite samples, real lengths), which
+    wait for an accelerator."""
     if not isinstance(input_values, torch.Tensor):
         raise TypeError(
             f"input_values must be a torch.Tensor, got {type(input_values).__name__}: "
@@ -130,7 +80,7 @@ def check_audio_inputs(
             + (" plus the adapter" if include_adapter else "")
             + "): pad or use longer audio"
         )
-    if not torch.isfinite(input_values).all():
+    if check_values and not torch.isfinite(input_values).all():
         raise ValueError("input_values contains NaN or infinite values: check the audio decoding and normalisation")
     if attention_mask is not None:
         if tuple(attention_mask.shape) != tuple(input_values.shape):
@@ -139,7 +89,7 @@ def check_audio_inputs(
                 f"{tuple(input_values.shape)}: expected one entry per sample, 1 for audio and 0 for padding"
             )
         lengths = attention_mask.long().sum(-1)
-        if input_values.shape[0] and int(lengths.min()) < needed:
+        if check_values and input_values.shape[0] and int(lengths.min()) < needed:
             row = int(lengths.argmin())
             raise ValueError(
                 f"row {row} of attention_mask marks {int(lengths[row])} real samples, fewer than the {needed} "
@@ -185,36 +135,31 @@ class Adapter(nn.Module):
         return x.transpose(1, 2)
 
 
-class Data2VecAudioPreTrainedModel(PreTrainedModel):
-    config_class = Data2VecAudioConfig
-    reference_prefix = "data2vec_audio"
-    backbone_keys = checkpoint_keys.BACKBONE_KEYS
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # nn.Module.apply visits children before parents, so the parent rules below win
-        if init_standard(module, self.config.initializer_range):
-            return
-        if isinstance(module, nn.Conv1d):
-            nn.init.kaiming_normal_(module.weight)
-            if module.bias is not None:
-                bound = math.sqrt(module.groups / (module.in_channels * module.kernel_size[0]))
-                nn.init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, FeatureProjection):
-            bound = math.sqrt(1 / module.linear.in_features)
-            nn.init.uniform_(module.linear.weight, -bound, bound)
-            nn.init.uniform_(module.linear.bias, -bound, bound)
-        elif isinstance(module, PositionalConvLayer):
-            nn.init.zeros_(module.conv.bias)
-        elif isinstance(module, Data2VecAudioModel) and module.masked_spec_embed is not None:
-            nn.init.uniform_(module.masked_spec_embed)
-
-    def freeze_feature_encoder(self) -> None:
-        """Stop gradients into the conv feature encoder (usual when fine-tuning)."""
-        backbone = self if self.head_keys is None else self.backbone
-        backbone.feature_encoder.freeze()
+def _init_audio_weights(config: Data2VecAudioConfig, module: nn.Module) -> None:
+    # nn.Module.apply visits children before parents, so the parent rules below win
+    if init_standard(module, config.initializer_range):
+        return
+    if isinstance(module, nn.Conv1d):
+        nn.init.kaiming_normal_(module.weight)
+        if module.bias is not None:
+            bound = math.sqrt(module.groups / (module.in_channels * module.kernel_size[0]))
+            nn.init.uniform_(module.bias, -bound, bound)
+    elif isinstance(module, FeatureProjection):
+        bound = math.sqrt(1 / module.linear.in_features)
+        nn.init.uniform_(module.linear.weight, -bound, bound)
+        nn.init.uniform_(module.linear.bias, -bound, bound)
+    elif isinstance(module, PositionalConvLayer):
+        nn.init.zeros_(module.conv.bias)
+    elif isinstance(module, Data2VecAudioModel) and module.masked_spec_embed is not None:
+        nn.init.uniform_(module.masked_spec_embed)
 
 
-class Data2VecAudioModel(Data2VecAudioPreTrainedModel):
+AUDIO = ModelFamily(Data2VecAudioConfig, "data2vec_audio", checkpoint_keys.BACKBONE_KEYS, _init_audio_weights)
+
+
+class Data2VecAudioModel(Backbone):
+    family = AUDIO
+
     def __init__(self, config: Data2VecAudioConfig) -> None:
         super().__init__(config)
         self.feature_encoder = ConvFeatureEncoder(config)
@@ -226,20 +171,9 @@ class Data2VecAudioModel(Data2VecAudioPreTrainedModel):
         self.positional_conv = PositionalConvStack(config)
         self.encoder_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
-        self.layers = nn.ModuleList(
-            TransformerBlock(
-                config.hidden_size,
-                config.num_attention_heads,
-                config.intermediate_size,
-                act=config.hidden_act,
-                norm_first=False,
-                layer_norm_eps=config.layer_norm_eps,
-                hidden_dropout=config.hidden_dropout,
-                attention_dropout=config.attention_dropout,
-                activation_dropout=config.activation_dropout,
-            )
-            for _ in range(config.num_hidden_layers)
-        )
+        block = block_arguments(config, config.hidden_dropout, config.attention_dropout)
+        blocks = (PostNormBlock(**block, activation_dropout=config.activation_dropout) for _ in range(config.num_hidden_layers))
+        self.encoder = Encoder(blocks, layerdrop=config.layerdrop)
         self.adapter = Adapter(config) if config.add_adapter else None
         self.post_init()
 
@@ -289,27 +223,22 @@ class Data2VecAudioModel(Data2VecAudioPreTrainedModel):
             hidden_states = hidden_states.masked_fill(channel_mask[:, None, :], 0.0)
         return hidden_states
 
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients into the conv feature encoder (usual when fine-tuning)."""
+        self.feature_encoder.freeze()
+
     # ------------------------------------------------------------ forward
-    def forward(
+    def embed(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         mask_time_indices: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        output_feed_forward_states: bool = False,
-    ) -> AudioEncoderOutput:
-        """input_values: (batch, samples) float waveform (or (samples,) for one utterance);
-        attention_mask: same shape, 1 for audio and 0 for right padding; mask_time_indices:
-        (batch, frames) bool, frames to replace by ``masked_spec_embed`` (applied in eval too).
-
-        ``hidden_states`` holds the transformer's input and each layer's output (before the adapter);
-        ``output_feed_forward_states`` adds, as the extra attribute ``feed_forward_states``, each
-        layer's feed-forward output before its residual and LayerNorm (the data2vec targets).
-        In training, a layer dropped by ``layerdrop`` repeats its input in ``hidden_states`` and
-        gives None in ``attentions`` / ``feed_forward_states``.
-        """
-        input_values, attention_mask = check_audio_inputs(self.config, input_values, attention_mask)
+    ) -> Embedded:
+        """Check the waveforms; conv features -> projection -> SpecAugment -> positional conv ->
+        LayerNorm, and the padding bias over frames. ``extras``: extract_features, frame_mask."""
+        input_values, attention_mask = check_audio_inputs(
+            self.config, input_values, attention_mask, check_values=self.should_validate(input_values)
+        )
         input_values = input_values.to(self.feature_projection.linear.weight.dtype)  # e.g. a half-precision model
         features = self.feature_encoder(input_values).transpose(1, 2)  # (batch, frames, channels)
         frames = features.shape[1]
@@ -326,30 +255,32 @@ class Data2VecAudioModel(Data2VecAudioPreTrainedModel):
         attention_bias = attention_bias_from_masks(
             frame_mask, query_length=frames, key_length=frames, dtype=hidden_states.dtype, device=hidden_states.device
         )
+        return Embedded(hidden_states, attention_bias, {"extract_features": extract_features, "frame_mask": frame_mask})
 
-        all_hidden = [hidden_states] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
-        feed_forward_states = [] if output_feed_forward_states else None
-        for layer in self.layers:
-            skipped = self.training and self.config.layerdrop > 0 and float(torch.rand(())) < self.config.layerdrop
-            attention = feed_forward = None
-            if not skipped:
-                result = layer(hidden_states, attention_bias, output_attentions=output_attentions)
-                hidden_states, attention, feed_forward = result.hidden_states, result.attention, result.feed_forward_output
-            if all_hidden is not None:
-                all_hidden.append(hidden_states)
-            if all_attentions is not None:
-                all_attentions.append(attention)
-            if feed_forward_states is not None:
-                feed_forward_states.append(feed_forward)
+    def final_states(self, hidden_states: torch.Tensor, embedded: Embedded) -> torch.Tensor:
+        return self.adapter(hidden_states) if self.adapter is not None else hidden_states
 
-        last_hidden_state = self.adapter(hidden_states) if self.adapter is not None else hidden_states
-        output = AudioEncoderOutput(
-            last_hidden_state=last_hidden_state,
-            extract_features=extract_features,
-            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
-            attentions=tuple(all_attentions) if all_attentions is not None else None,
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> AudioEncoderOutput:
+        """input_values: (batch, samples) float waveform (or (samples,) for one utterance);
+        attention_mask: same shape, 1 for audio and 0 for right padding; mask_time_indices:
+        (batch, frames) bool, frames to replace by ``masked_spec_embed`` (applied in eval too).
+
+        ``hidden_states`` holds the transformer's input and each layer's output (before the adapter).
+        In training, a layer dropped by ``layerdrop`` repeats its input in ``hidden_states`` and
+        gives None in ``attentions``.
+        """
+        embedded = self.embed(input_values, attention_mask, mask_time_indices)
+        result = self.run_encoder(embedded, output_attentions, output_hidden_states)
+        return AudioEncoderOutput(
+            last_hidden_state=result.last_hidden_state,
+            extract_features=embedded.extras["extract_features"],
+            hidden_states=result.hidden_states,
+            attentions=result.attentions,
         )
-        if feed_forward_states is not None:
-            output.feed_forward_states = tuple(feed_forward_states)
-        return output

@@ -110,6 +110,26 @@ class KeyMap:
         return reference
 
 
+# ---------------------------------------------------------------------------- table helpers
+OUR_BLOCK = "encoder.layers.{i}."  # where a backbone keeps block i (``core.encoder.Encoder.layers``)
+
+
+def unchanged(*templates: str) -> list[tuple[str, str]]:
+    """Renames of parameters named the same in the reference and here."""
+    return [(template, template) for template in templates]
+
+
+def block_renames(reference_block: str, suffixes: dict[str, str]) -> list[tuple[str, str]]:
+    """Renames of every block's parameters: ``reference_block`` + reference suffix <->
+    ``OUR_BLOCK`` + our suffix, for each (reference suffix: our suffix) of ``suffixes``."""
+    return [(reference_block + reference, OUR_BLOCK + ours) for reference, ours in suffixes.items()]
+
+
+def block_fused(reference_block: str, references: tuple[str, ...], ours: str) -> tuple[tuple[str, ...], str]:
+    """A fused entry of every block: the ``references`` suffixes concatenated into our suffix ``ours``."""
+    return tuple(reference_block + reference for reference in references), OUR_BLOCK + ours
+
+
 # ---------------------------------------------------------------------------- files
 def _load_file(path: Path) -> StateDict:
     if path.suffix == ".safetensors":

@@ -1,13 +1,16 @@
-"""The transformer block shared by the three modalities, and its small parts.
+"""The two transformer blocks of the library, and their small parts.
 
-Post-norm (text, speech):  x = norm(x + attention(x));  x = norm(x + mlp(x))
+Post-norm (text, speech):  x = norm(x + attention(x));  [x = norm(x + cross_attention(x, encoder))];  x = norm(x + mlp(x))
 Pre-norm (vision, BEiT):   x = x + drop_path(scale * attention(norm(x)));  x = x + drop_path(scale * mlp(norm(x)))
+
+Both are built from the same ``Attention`` and ``MLP`` and return a ``BlockOutput``; a family
+passes its block class to ``core.encoder.Encoder``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -81,15 +84,32 @@ class MLP(nn.Module):
         return self.fc2(self.activation_dropout(self.act(self.fc1(x))))
 
 
+def block_arguments(config: Any, hidden_dropout: float, attention_dropout: float) -> dict[str, Any]:
+    """A block's arguments from a family's config: the sizes, activation and LayerNorm epsilon
+    that every family's config names alike, and the two dropouts that each names its own way."""
+    return {
+        "hidden_size": config.hidden_size,
+        "num_heads": config.num_attention_heads,
+        "intermediate_size": config.intermediate_size,
+        "act": config.hidden_act,
+        "layer_norm_eps": config.layer_norm_eps,
+        "hidden_dropout": hidden_dropout,
+        "attention_dropout": attention_dropout,
+    }
+
+
 class BlockOutput(NamedTuple):
-    hidden_states: torch.Tensor
+    hidden_states: torch.Tensor  # (batch, length, hidden)
     attention: torch.Tensor | None = None  # self-attention probabilities when asked for
     cross_attention: torch.Tensor | None = None
     present_key_value: tuple[KeyValue, ...] | None = None  # (self,) or (self, cross) when caching
-    feed_forward_output: torch.Tensor | None = None  # fc2 output before dropout/residual/norm
+    feed_forward_output: torch.Tensor | None = None  # fc2 output before dropout, residual and norm
 
 
-class TransformerBlock(nn.Module):
+class PostNormBlock(nn.Module):
+    """BERT / wav2vec 2.0 block: each sub-layer's output is added to its input, then normalised.
+    The only block with cross attention (``add_cross_attention``) and a key/value cache."""
+
     def __init__(
         self,
         hidden_size: int,
@@ -97,32 +117,23 @@ class TransformerBlock(nn.Module):
         intermediate_size: int,
         *,
         act: str = "gelu",
-        norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
         hidden_dropout: float = 0.0,
         attention_dropout: float = 0.0,
         activation_dropout: float = 0.0,
-        layer_scale_init_value: float = 0.0,
-        drop_path_rate: float = 0.0,
         add_cross_attention: bool = False,
-        qkv_bias: Literal["all", "query_value"] = "all",
     ) -> None:
         super().__init__()
-        self.norm_first = norm_first
-        self.attention = Attention(hidden_size, num_heads, dropout=attention_dropout, qkv_bias=qkv_bias)
+        self.attention = Attention(hidden_size, num_heads, dropout=attention_dropout)
         self.attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         if add_cross_attention:
             self.cross_attention = Attention(hidden_size, num_heads, dropout=attention_dropout, is_cross_attention=True)
             self.cross_attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        else:
+            self.cross_attention = self.cross_attention_norm = None
         self.mlp = MLP(hidden_size, intermediate_size, act, activation_dropout)
         self.mlp_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(hidden_dropout)
-        self.drop_path = DropPath(drop_path_rate)
-        if layer_scale_init_value and layer_scale_init_value > 0:
-            self.attention_scale = nn.Parameter(torch.full((hidden_size,), float(layer_scale_init_value)))
-            self.mlp_scale = nn.Parameter(torch.full((hidden_size,), float(layer_scale_init_value)))
-        else:
-            self.attention_scale = self.mlp_scale = None
 
     def forward(
         self,
@@ -138,43 +149,88 @@ class TransformerBlock(nn.Module):
         """hidden_states: (batch, length, hidden); biases are additive (see ``Attention``)."""
         past_self = past_key_value[0] if past_key_value else None
         past_cross = past_key_value[1] if past_key_value and len(past_key_value) > 1 else None
+        attended, probabilities, present_self = self.attention(
+            hidden_states, attention_bias, past_key_value=past_self, use_cache=use_cache, output_attentions=output_attentions
+        )
+        hidden_states = self.attention_norm(hidden_states + self.dropout(attended))
         cross_probabilities = present_cross = None
-
-        if self.norm_first:
-            attended, probabilities, present_self = self.attention(
-                self.attention_norm(hidden_states), attention_bias,
-                past_key_value=past_self, use_cache=use_cache, output_attentions=output_attentions,
-            )
-            attended = self.dropout(attended)
-            if self.attention_scale is not None:
-                attended = self.attention_scale * attended
-            hidden_states = hidden_states + self.drop_path(attended)
-            feed_forward = self.mlp(self.mlp_norm(hidden_states))
-            branch = self.dropout(feed_forward)
-            if self.mlp_scale is not None:
-                branch = self.mlp_scale * branch
-            hidden_states = hidden_states + self.drop_path(branch)
-        else:
-            attended, probabilities, present_self = self.attention(
-                hidden_states, attention_bias,
-                past_key_value=past_self, use_cache=use_cache, output_attentions=output_attentions,
-            )
-            hidden_states = self.attention_norm(hidden_states + self.dropout(attended))
-            if encoder_hidden_states is not None or past_cross is not None:
-                if not hasattr(self, "cross_attention"):
-                    raise ValueError(
-                        "encoder_hidden_states were given but the model has no cross attention: "
-                        "build it with add_cross_attention=True (and is_decoder=True)"
-                    )
-                crossed, cross_probabilities, present_cross = self.cross_attention(
-                    hidden_states, encoder_attention_bias, key_value_states=encoder_hidden_states,
-                    past_key_value=past_cross, use_cache=use_cache, output_attentions=output_attentions,
+        if encoder_hidden_states is not None or past_cross is not None:
+            if self.cross_attention is None:
+                raise ValueError(
+                    "encoder_hidden_states were given but the model has no cross attention: "
+                    "build it with add_cross_attention=True (and is_decoder=True)"
                 )
-                hidden_states = self.cross_attention_norm(hidden_states + self.dropout(crossed))
-            feed_forward = self.mlp(hidden_states)
-            hidden_states = self.mlp_norm(hidden_states + self.dropout(feed_forward))
-
+            crossed, cross_probabilities, present_cross = self.cross_attention(
+                hidden_states, encoder_attention_bias, key_value_states=encoder_hidden_states,
+                past_key_value=past_cross, use_cache=use_cache, output_attentions=output_attentions,
+            )
+            hidden_states = self.cross_attention_norm(hidden_states + self.dropout(crossed))
+        feed_forward = self.mlp(hidden_states)
+        hidden_states = self.mlp_norm(hidden_states + self.dropout(feed_forward))
         present = None
         if use_cache:
             present = (present_self,) if present_cross is None else (present_self, present_cross)
         return BlockOutput(hidden_states, probabilities, cross_probabilities, present, feed_forward)
+
+
+class PreNormBlock(nn.Module):
+    """BEiT / ViT block: each sub-layer reads a normalised copy of the residual stream; its output
+    is scaled per channel (layer scale, when ``layer_scale_init_value > 0``), dropped per sample
+    (stochastic depth) and added to the stream. No cross attention and no cache."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        *,
+        act: str = "gelu",
+        layer_norm_eps: float = 1e-12,
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        layer_scale_init_value: float = 0.0,
+        drop_path_rate: float = 0.0,
+        qkv_bias: Literal["all", "query_value"] = "all",
+    ) -> None:
+        super().__init__()
+        self.attention = Attention(hidden_size, num_heads, dropout=attention_dropout, qkv_bias=qkv_bias)
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.mlp = MLP(hidden_size, intermediate_size, act, activation_dropout)
+        self.mlp_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.dropout = nn.Dropout(hidden_dropout)
+        self.drop_path = DropPath(drop_path_rate)
+        if layer_scale_init_value and layer_scale_init_value > 0:
+            self.attention_scale = nn.Parameter(torch.full((hidden_size,), float(layer_scale_init_value)))
+            self.mlp_scale = nn.Parameter(torch.full((hidden_size,), float(layer_scale_init_value)))
+        else:
+            self.attention_scale = self.mlp_scale = None
+
+    def _branch(self, output: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+        output = self.dropout(output)
+        return self.drop_path(output if scale is None else scale * output)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_bias: torch.Tensor | None = None,
+        *,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_bias: torch.Tensor | None = None,
+        past_key_value: tuple[KeyValue, ...] | None = None,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+    ) -> BlockOutput:
+        """hidden_states: (batch, length, hidden); attention_bias additive (e.g. relative positions)."""
+        if encoder_hidden_states is not None or past_key_value is not None or use_cache:
+            raise ValueError(
+                "the pre-norm block has no cross attention and no key/value cache: "
+                "encoder_hidden_states, past_key_values and use_cache are for post-norm decoders"
+            )
+        attended, probabilities, _ = self.attention(
+            self.attention_norm(hidden_states), attention_bias, output_attentions=output_attentions
+        )
+        hidden_states = hidden_states + self._branch(attended, self.attention_scale)
+        feed_forward = self.mlp(self.mlp_norm(hidden_states))
+        hidden_states = hidden_states + self._branch(feed_forward, self.mlp_scale)
+        return BlockOutput(hidden_states, probabilities, feed_forward_output=feed_forward)

@@ -1,23 +1,30 @@
-"""Base class of every model: initialisation, ``from_pretrained`` and ``save_pretrained``.
+"""Base classes of every model: ``Backbone`` (an ``embed()`` then the shared ``Encoder``) and
+``HeadModel`` (a task head on a backbone held in ``self.backbone``), both ``PreTrainedModel``:
+initialisation, ``from_pretrained`` and ``save_pretrained`` in the reference's layout.
 
-A family sets ``config_class``, ``reference_prefix`` (the attribute name the reference gives
-the backbone inside head classes, e.g. ``data2vec_text``) and ``backbone_keys`` (its
-``KeyMap`` for backbone parameters, names relative to the backbone). A head class also sets
-``head_keys`` for its own parameters and keeps its backbone in ``self.backbone``.
+A family describes itself once in a ``ModelFamily`` (its config class, the attribute name the
+reference gives the backbone inside head classes, e.g. ``data2vec_text``, its ``KeyMap`` of
+backbone parameters and its initialisation); its backbone class sets ``family``, its head
+classes set ``backbone_class`` (the family follows from it) and ``head_keys``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from .checkpoint import KeyMap, StateDict, load_state_dict, save_state_dict
 from .config import Config
+from .encoder import AttentionBias, Encoder, EncoderResult, Kind, resolve_indices
+from .outputs import ModelOutput
 
 BACKBONE = "backbone"
 
@@ -47,15 +54,45 @@ def init_standard(module: nn.Module, std: float, linear_types: tuple[type, ...] 
     return True
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelFamily:
+    """What every class of one family shares."""
+
+    config_class: type[Config]
+    reference_prefix: str  # the backbone's attribute in the reference's head classes
+    backbone_keys: KeyMap  # reference <-> our names of the backbone's parameters
+    init_weights: Callable[[Config, nn.Module], None]  # initialise one module as the reference does
+
+
+@dataclasses.dataclass
+class Embedded:
+    """What a backbone's ``embed()`` hands to the encoder."""
+
+    hidden_states: torch.Tensor  # (batch, length, hidden)
+    attention_bias: AttentionBias = None  # additive, for the full sequence (or per block)
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. extract_features, the patch grid
+
+
+@dataclasses.dataclass
+class IntermediatesOutput(ModelOutput):
+    """``forward_intermediates``: the final states (after the family's final norm / adapter when
+    every block ran) and the asked-for intermediate outputs, in the order asked."""
+
+    last_hidden_state: torch.Tensor | None = None
+    intermediates: tuple[torch.Tensor | None, ...] | None = None
 class CheckpointWarning(UserWarning):
     """Missing, unexpected or re-initialised weights while loading a checkpoint."""
 
 
 class PreTrainedModel(nn.Module):
-    config_class: ClassVar[type[Config]] = Config
+    """Use ``Backbone`` or ``HeadModel``; this holds what both share."""
+
+    role: ClassVar[Literal["backbone", "head"]]
+    family: ClassVar[ModelFamily]
+    config_class: ClassVar[type[Config]] = Config  # these three are copied from `family`
     reference_prefix: ClassVar[str] = ""
     backbone_keys: ClassVar[KeyMap] = KeyMap()
-    head_keys: ClassVar[KeyMap | None] = None  # None: this class is the backbone itself
+    head_keys: ClassVar[KeyMap] = KeyMap()  # a head's own parameters
     # our alias parameter -> our source parameter, tied when config.tie_word_embeddings
     tied_weights: ClassVar[dict[str, str]] = {}
 
@@ -64,10 +101,35 @@ class PreTrainedModel(nn.Module):
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+        # Checks of input values (token ids in range, finite audio) need the values on the host.
+        # None: check inputs that are on the CPU (no device synchronisation); True: always;
+        # False: never (training loops turn it off after their first batch).
+        self.validate_inputs: bool | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        family = getattr(cls, "family", None)
+        if family is not None:  # the family's facts, readable on the class (e.g. Cls.config_class)
+            cls.config_class = family.config_class
+            cls.reference_prefix = family.reference_prefix
+            cls.backbone_keys = family.backbone_keys
+
+    @property
+    def base_model(self) -> "Backbone":
+        """The backbone: this model itself, or the one a head holds."""
+        return self if self.role == "backbone" else self.backbone
+
+    def should_validate(self, tensor: torch.Tensor) -> bool:
+        """Whether to run a check that reads ``tensor``'s values (see ``validate_inputs``)."""
+        setting = self.base_model.validate_inputs
+        if setting is None:
+            return tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+        return setting
 
     # ------------------------------------------------------------ initialisation
     def _init_weights(self, module: nn.Module) -> None:
-        """Family-specific initialisation of one module (called for every submodule)."""
+        """Initialise one module (called for every submodule, children before parents)."""
+        self.family.init_weights(self.config, module)
 
     def post_init(self) -> None:
         """Initialise all weights as the reference does, then tie shared weights."""
@@ -101,7 +163,7 @@ class PreTrainedModel(nn.Module):
         state = dict(self.state_dict() if state is None else state)
         for alias in self._tied_aliases():
             state.pop(alias, None)
-        if self.head_keys is None:
+        if self.role == "backbone":
             return self.backbone_keys.to_reference(state)
         backbone = {key[len(BACKBONE) + 1 :]: value for key, value in state.items() if key.startswith(BACKBONE + ".")}
         head = {key: value for key, value in state.items() if not key.startswith(BACKBONE + ".")}
@@ -120,13 +182,13 @@ class PreTrainedModel(nn.Module):
         if has_prefix:
             backbone = {key[len(prefix) :]: value for key, value in reference.items() if key.startswith(prefix)}
             head = {key: value for key, value in reference.items() if not key.startswith(prefix)}
-        elif self.head_keys is None:
+        elif self.role == "backbone":
             backbone, head = dict(reference), {}
         else:  # a backbone checkpoint: everything that is not a head parameter belongs to the backbone
             head = {key: value for key, value in reference.items() if _matches_head(self.head_keys, key)}
             backbone = {key: value for key, value in reference.items() if key not in head}
         ours, unexpected = self.backbone_keys.to_ours(backbone)
-        if self.head_keys is None:
+        if self.role == "backbone":
             unexpected += [key for key in head if not self.backbone_keys.is_ignored(key)]
         else:
             ours = {f"{BACKBONE}.{key}": value for key, value in ours.items()}
@@ -244,3 +306,99 @@ class PreTrainedModel(nn.Module):
 
 def _matches_head(head_keys: KeyMap, reference_key: str) -> bool:
     return bool(head_keys.to_ours({reference_key: torch.empty(0)})[0]) or head_keys.is_ignored(reference_key)
+
+
+class Backbone(PreTrainedModel):
+    """A modality's ``embed()`` followed by the shared ``Encoder`` (``self.encoder``).
+
+    Subclasses define ``embed(**inputs) -> Embedded`` (taking the inputs of their ``forward``
+    that concern the embedding) and, when their last states are more than the last block's
+    output, ``final_states`` (a final LayerNorm, an adapter)."""
+
+    role = "backbone"
+    encoder: Encoder
+
+    def embed(self, *args: Any, **kwargs: Any) -> Embedded:
+        raise NotImplementedError
+
+    def final_states(self, hidden_states: torch.Tensor, embedded: Embedded) -> torch.Tensor:
+        return hidden_states
+
+    def run_encoder(
+        self, embedded: Embedded, output_attentions: bool = False, output_hidden_states: bool = False
+    ) -> EncoderResult:
+        """The encoder on what ``embed()`` gave; ``last_hidden_state`` after ``final_states``."""
+        result = self.encoder(
+            embedded.hidden_states,
+            embedded.attention_bias,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
+        return dataclasses.replace(result, last_hidden_state=self.final_states(result.last_hidden_state, embedded))
+
+    def forward_intermediates(
+        self, *args: Any, indices: int | Sequence[int], kind: Kind = "block", stop_early: bool = False, **inputs: Any
+    ) -> IntermediatesOutput:
+        """Run ``embed(*args, **inputs)`` and the encoder, returning the outputs of the blocks named
+        by ``indices`` (0 = embedding output, n = block n, negative from the end; an int k = the
+        last k blocks) of ``kind`` "block" or "feed_forward" (the feed-forward output before its
+        residual and norm). ``stop_early`` skips the blocks after the last one asked for (then
+        ``last_hidden_state`` is None)."""
+        embedded = self.embed(*args, **inputs)
+        result = self.encoder(
+            embedded.hidden_states, embedded.attention_bias, indices=indices, kind=kind, stop_early=stop_early
+        )
+        ran_all = not stop_early or max(resolve_indices(indices, len(self.encoder), kind), default=0) == len(self.encoder)
+        last = self.final_states(result.last_hidden_state, embedded) if ran_all else None
+        return IntermediatesOutput(last_hidden_state=last, intermediates=result.intermediates)
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block in the backward pass instead of keeping its activations."""
+        self.encoder.gradient_checkpointing = enabled
+
+
+class HeadModel(PreTrainedModel):
+    """A task head on a backbone, kept in ``self.backbone`` (the reference names it after the
+    family, e.g. ``data2vec_text``; ``state_dict_to_reference`` maps the prefix)."""
+
+    role = "head"
+    backbone_class: ClassVar[type[Backbone]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        backbone_class = cls.__dict__.get("backbone_class")
+        if backbone_class is not None:
+            cls.family = backbone_class.family
+            cls._backbone_parameters = frozenset(inspect.signature(backbone_class.forward).parameters) - {"self"}
+        super().__init_subclass__(**kwargs)
+
+    def __init__(self, config: Config, **backbone_options: Any) -> None:
+        super().__init__(config)
+        self.backbone = self.backbone_class(config, **backbone_options)
+
+    def run_backbone(self, inputs: Mapping[str, Any], **changes: Any):
+        """Call the backbone with the entries of ``inputs`` that its ``forward`` takes (a head
+        passes ``locals()`` of its own forward arguments), with ``changes`` applied."""
+        arguments = {name: value for name, value in inputs.items() if name in self._backbone_parameters}
+        arguments.update(changes)
+        return self.backbone(**arguments)
+
+    def forward_intermediates(self, *args: Any, **kwargs: Any) -> IntermediatesOutput:
+        """The backbone's ``forward_intermediates``."""
+        return self.backbone.forward_intermediates(*args, **kwargs)
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        self.backbone.set_gradient_checkpointing(enabled)
+
+    def freeze_base_model(self) -> None:
+        """Stop gradients into the whole backbone; only the head trains."""
+        for parameter in self.backbone.parameters():
+            parameter.requires_grad = False
+
+
+def set_input_validation(module: nn.Module, enabled: bool | None) -> None:
+    """Set ``validate_inputs`` of every model inside ``module`` (a model, a wrapper, a teacher):
+    training loops call ``set_input_validation(model, False)`` after their first batch, whose
+    inputs were checked, so that later steps never wait for the device."""
+    for child in module.modules():
+        if isinstance(child, PreTrainedModel):
+            child.validate_inputs = enabled

@@ -5,9 +5,13 @@ reference library's outputs do. Field names and order are the reference's."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
+
+if TYPE_CHECKING:
+    from .encoder import EncoderResult
 
 Tensor = torch.Tensor
 Tensors = tuple[torch.Tensor, ...]
@@ -51,6 +55,19 @@ class EncoderOutput(ModelOutput):
     past_key_values: tuple | None = None
     attentions: Tensors | None = None
     cross_attentions: Tensors | None = None
+
+    @classmethod
+    def from_result(cls, result: EncoderResult, pooler: Callable[[Tensor], Tensor] | None) -> EncoderOutput:
+        """The output of a backbone whose encoder gave ``result``; ``pooler``: its pooler, if any."""
+        last = result.last_hidden_state
+        return cls(
+            last_hidden_state=last,
+            pooler_output=pooler(last) if pooler is not None else None,
+            hidden_states=result.hidden_states,
+            past_key_values=result.past_key_values,
+            attentions=result.attentions,
+            cross_attentions=result.cross_attentions or None,
+        )
 
 
 @dataclasses.dataclass

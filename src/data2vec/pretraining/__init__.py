@@ -1,4 +1,4 @@
-"""data2vec self-supervised pretraining: one algorithm for speech, images and text.
+"""data2vec self-supervised pretraining: one algorithm for audio, vision and text.
 
 Primitives: ``ema`` (the teacher), ``masking``, ``targets`` (top-K layer averages),
 ``objective`` (regression head, loss, collapse statistics). Running it: ``recipe`` (YAML

@@ -129,6 +129,13 @@ class EMATeacher(nn.Module):
 
     def forward(self, *args, **kwargs):
         """Run the teacher model (eval mode, no autograd)."""
+        return self._run(self.model, *args, **kwargs)
+
+    def forward_intermediates(self, *args, **kwargs):
+        """The teacher model's ``forward_intermediates`` (its chosen layers' outputs; eval mode, no autograd)."""
+        return self._run(self.model.forward_intermediates, *args, **kwargs)
+
+    def _run(self, function, *args, **kwargs):
         self.model.eval()
         with torch.no_grad():
-            return self.model(*args, **kwargs)
+            return function(*args, **kwargs)

@@ -2,7 +2,7 @@
 
 The folder holds ``config.json`` + ``model.safetensors`` (the backbone's ``save_pretrained``)
 and the preprocessing files fine-tuning needs: the tokenizer for text,
-``preprocessor_config.json`` for speech and vision. ``Data2Vec{Audio,Vision,Text}Model``
+``preprocessor_config.json`` for audio and vision. ``Data2Vec{Audio,Vision,Text}Model``
 load it here and in the reference library with every weight found. The text backbone is
 written with its pooler freshly initialised: pretraining does not train it (nor do the
 sequence-classification heads use it), but the default text model class has one. The

@@ -1,6 +1,6 @@
 """Which positions the student does not see: one sampler per modality.
 
-- ``span_mask``: speech. Spans of ``mask_length`` frames; about ``mask_prob * T / mask_length`` span
+- ``span_mask``: audio. Spans of ``mask_length`` frames; about ``mask_prob * T / mask_length`` span
   starts per row, drawn without replacement, overlaps allowed (wav2vec 2.0 / data2vec 1.0:
   ``mask_prob 0.65, mask_length 10`` masks about half the frames).
 - ``block_mask_2d``: images. BEiT block-wise masking of a patch grid (data2vec 1.0 image: 120 of
@@ -21,45 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-# ---------------------------------------------------------------------------- random numbers
+from ..core.masking import choose_without_replacement, compute_span_mask, cover_spans, probabilistic_round, uniform
 
-
-def _uniform(shape: Sequence[int], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """U[0, 1) float32 numbers of ``shape`` on ``device``, drawn from ``generator``'s device."""
-    source = generator.device if generator is not None else device
-    return torch.rand(tuple(shape), generator=generator, device=source).to(device)
-
-
-def _rounding(count: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Probabilistic rounding of a float tensor: floor(x + u), u ~ U[0, 1), one u per entry."""
-    u = _uniform(count.shape, generator, count.device).double()
-    return torch.floor(count.double() + u).long()
-
-
-def _choose_without_replacement(
-    allowed: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    """(B, N) bool: for each row, ``counts[row]`` positions drawn uniformly without replacement
-    among the row's ``allowed`` positions (``counts`` must not exceed the allowed count)."""
-    scores = _uniform(allowed.shape, generator, allowed.device)
-    scores = scores.masked_fill(~allowed, 2.0)  # disallowed positions sort last
-    ranks = scores.argsort(dim=1).argsort(dim=1)  # (B, N) rank of each position in its row
-    return (ranks < counts[:, None]) & allowed
-
-
-def _cover_spans(starts: torch.Tensor, span: int) -> torch.Tensor:
-    """(B, N) bool span starts -> (B, N + span - 1) bool: every start masks itself and the next
-    ``span - 1`` positions."""
-    batch, positions = starts.shape
-    padded = torch.zeros(batch, positions + 2 * (span - 1) + 1, dtype=torch.int32, device=starts.device)
-    padded[:, span : span + positions] = starts.int()
-    running = padded.cumsum(dim=1)  # running[i] = starts up to padded index i
-    # position t (0-based, t < positions + span - 1) is covered by starts in [t - span + 1, t]
-    covered = running[:, span : span + positions + span - 1] - running[:, : positions + span - 1]
-    return covered > 0
-
-
-# ---------------------------------------------------------------------------- speech
+# ---------------------------------------------------------------------------- audio
 
 
 def span_mask(
@@ -75,42 +39,34 @@ def span_mask(
 ) -> torch.Tensor:
     """Span mask for a (batch, length) sequence batch -> bool (batch, length), True = masked.
 
-    Row ``b`` with ``valid = lengths[b]`` real positions (right padding; all ``length`` when
-    ``lengths`` is None) gets ``n = max(floor(mask_prob * valid / mask_length + u), min_masks)``
-    span starts (``u ~ U[0, 1)`` drawn per row), capped at the ``valid - mask_length + 1`` starts
-    whose span ends inside the row. Starts are drawn uniformly without replacement; each masks
-    ``mask_length`` consecutive positions. Spans may overlap, so the masked fraction is below
-    ``mask_prob`` (about ``1 - exp(-mask_prob)`` for long rows). Padding is never masked.
+    ``core.masking.compute_span_mask`` (the one span sampler: see there for the draws) with
+    pretraining's conventions: rows given by their ``lengths`` (right padding; all ``length`` when
+    None), ``min_masks=1``, and an error, rather than an unmasked row, for a row shorter than one span.
     """
     if batch < 1 or length < 1:
         raise ValueError(f"batch and length must be positive, got batch={batch}, length={length}")
-    if not 0.0 <= mask_prob <= 1.0:
-        raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
-    if mask_length < 1:
-        raise ValueError(f"mask_length must be at least 1, got {mask_length}")
-    if min_masks < 0:
-        raise ValueError(f"min_masks must be >= 0, got {min_masks}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if lengths is None:
-        valid = torch.full((batch,), length, dtype=torch.long)
-    else:
+    attention_mask = None
+    if lengths is not None:
         valid = torch.as_tensor(lengths).detach().to("cpu").long().reshape(-1)
         if valid.numel() != batch:
             raise ValueError(f"lengths has {valid.numel()} entries, expected one per row ({batch})")
         if bool((valid > length).any()) or bool((valid < 0).any()):
             raise ValueError(f"lengths must lie in [0, {length}], got {valid.tolist()}")
-    if bool((valid < mask_length).any()):
+        if bool((valid < mask_length).any()):
+            raise ValueError(
+                f"rows of {valid.min().item()} positions are shorter than one mask span ({mask_length}): "
+                "use longer inputs (a larger minimum crop) or a smaller mask_length"
+            )
+        attention_mask = torch.arange(length)[None, :] < valid[:, None]  # (batch, length)
+    elif length < mask_length:
         raise ValueError(
-            f"rows of {valid.min().item()} positions are shorter than one mask span ({mask_length}): "
+            f"rows of {length} positions are shorter than one mask span ({mask_length}): "
             "use longer inputs (a larger minimum crop) or a smaller mask_length"
         )
-    possible_starts = length - mask_length + 1
-    valid = valid.to(device)
-    counts = _rounding(mask_prob * valid.double() / mask_length, generator).clamp(min=min_masks)
-    counts = torch.minimum(counts, valid - mask_length + 1)  # (B,)
-    start_allowed = torch.arange(possible_starts, device=device)[None, :] <= (valid - mask_length)[:, None]
-    starts = _choose_without_replacement(start_allowed, counts, generator)  # (B, possible_starts)
-    return _cover_spans(starts, mask_length)  # (B, length)
+    return compute_span_mask(
+        (batch, length), mask_prob, mask_length, min_masks=min_masks, attention_mask=attention_mask,
+        generator=generator, device=device,
+    )
 
 
 # ---------------------------------------------------------------------------- images
@@ -295,15 +251,15 @@ def token_mask(
     maskable = ~special.bool()  # (B, T)
     maskable_counts = maskable.sum(dim=1)  # (B,)
     span = mask_multiple_length
-    counts = _rounding(mask_prob * maskable_counts.double() / span, generator)
+    counts = probabilistic_round(mask_prob * maskable_counts.double() / span, generator)
     counts = torch.minimum(counts, maskable_counts)
-    starts = _choose_without_replacement(maskable, counts, generator)  # (B, T)
+    starts = choose_without_replacement(maskable, counts, generator)  # (B, T)
     if span == 1:
         chosen = starts
     else:
-        chosen = _cover_spans(starts, span)[:, : input_ids.shape[1]] & maskable
+        chosen = cover_spans(starts, span)[:, : input_ids.shape[1]] & maskable
 
-    decision = _uniform(input_ids.shape, generator, device)  # (B, T)
+    decision = uniform(input_ids.shape, generator, device)  # (B, T)
     to_random = chosen & (decision < random_token_prob)
     to_mask = chosen & (decision >= random_token_prob + leave_unmasked_prob)
     masked_ids = input_ids.masked_fill(to_mask, mask_token_id)
@@ -316,7 +272,7 @@ def token_mask(
         candidates = torch.arange(vocab_size)[keep].to(device)  # ids a random replacement may take
         if candidates.numel() == 0:
             raise ValueError("no token id is left for random replacement: set random_token_prob=0")
-        pick = _uniform(input_ids.shape, generator, device)
+        pick = uniform(input_ids.shape, generator, device)
         random_ids = candidates[(pick * candidates.numel()).long().clamp(max=candidates.numel() - 1)]
         masked_ids = torch.where(to_random, random_ids.to(input_ids.dtype), masked_ids)
     return masked_ids, chosen

@@ -1,18 +1,21 @@
 """The only modality-specific code of pretraining: one small adapter per modality.
 
-An adapter knows, for its backbone:
+A modality is a ``data2vec.registry.ModalitySpec``; its ``adapter`` (a ``ModalityAdapter``
+subclass) knows, for the spec's backbone:
 - how to build it from the recipe (and from facts of the data, e.g. the text vocabulary),
 - how to read the data (``build_dataset``),
 - how to mask a batch: ``sample_masks(batch)`` (on the CPU, inside the data loader's workers)
   adds ``mask`` (batch, positions), True where the loss is taken, and whatever masked input
   the student needs; ``model_inputs(batch) -> (student_inputs, teacher_inputs, mask)``,
-- how to run the student on its (masked) inputs -> final states (batch, positions, hidden),
-- how to run the teacher on the unmasked inputs -> per-layer outputs [(batch, positions, hidden)],
+- which of the backbone's output positions are the masked ones (``positions``: vision drops CLS),
 - which files besides the weights an exported backbone folder needs.
 
-``positions`` are frames (speech), patches without CLS (vision) or tokens (text). Masks are
-sampled per item from the item's ``mask_seeds`` entry, so they do not depend on how the global
-batch is split across processes.
+The rest is shared: the student's final states, and the teacher's top-K layer outputs
+(``forward_intermediates`` of the backbone, block or feed-forward outputs as the recipe says).
+
+``positions`` are frames (audio), patches without CLS (vision) or tokens (text). Masks are
+sampled per item from the item's ``mask_seeds`` entry (``per_item_masks``), so they do not depend
+on how the global batch is split across processes.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .masking import block_mask_2d, span_mask, token_mask
+from ..registry import get_modality
 from .recipe import Recipe, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -34,8 +37,15 @@ logger = logging.getLogger(__name__)
 Batch = dict[str, torch.Tensor]
 
 
-def _generators(batch: Batch) -> list[torch.Generator]:
+def item_generators(batch: Batch) -> list[torch.Generator]:
+    """One CPU generator per item of ``batch``, seeded from the item's ``mask_seeds`` entry."""
     return [torch.Generator().manual_seed(int(seed)) for seed in batch["mask_seeds"].tolist()]
+
+
+def per_item_masks(batch: Batch, draw: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
+    """``draw(generator)`` -> (1, positions), once per item of ``batch`` with the item's generator
+    (``item_generators``); concatenated to (batch, positions)."""
+    return torch.cat([draw(generator) for generator in item_generators(batch)])
 
 
 def _check_model_keys(recipe: Recipe, config_class) -> None:
@@ -48,19 +58,25 @@ def _check_model_keys(recipe: Recipe, config_class) -> None:
 
 
 class ModalityAdapter:
-    """Shared plumbing; subclasses fill in the modality."""
+    """Shared plumbing; subclasses fill in the modality. The config and backbone classes and the
+    mask sampler come from the recipe's modality spec in ``data2vec.registry``."""
 
-    name = ""
-    config_class: type = object
-    backbone_class: type = object
+    input_name = ""  # the batch entry (and backbone argument) that holds the input
+    mask_argument = ""  # the backbone argument that takes the student's mask
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
+        self.spec = get_modality(recipe.modality)
+        self.config_class = self.spec.config_class
+        self.backbone_class = self.spec.backbone_class
+        self.sampler = self.spec.sampler_function  # the mask sampler sample_masks draws with
         _check_model_keys(recipe, self.config_class)
         self.extras: dict[str, Any] = {}  # saved in checkpoints (e.g. the tokenizer files)
 
     # -- building
     def build_dataset(self, source, work_dir: Path, *, is_main: bool = True, barrier: Callable[[], None] = lambda: None):
+        """The items: ``len(dataset)`` and ``dataset.load(indices, rngs, group) -> dict`` of CPU
+        tensors (see ``pretraining.data``)."""
         raise NotImplementedError
 
     def model_config(self):
@@ -84,27 +100,29 @@ class ModalityAdapter:
         raise NotImplementedError
 
     def model_inputs(self, batch: Batch) -> tuple[Batch, Batch, torch.Tensor]:
-        """(student inputs, teacher inputs, mask) of a masked batch."""
-        raise NotImplementedError
+        """(student inputs, teacher inputs, mask) of a masked batch: both see ``batch[input_name]``,
+        the student also the mask as its ``mask_argument``."""
+        if not (self.input_name and self.mask_argument):
+            raise NotImplementedError(f"{type(self).__name__} must set input_name and mask_argument or define model_inputs")
+        inputs, mask = batch[self.input_name], batch["mask"]
+        return {self.input_name: inputs, self.mask_argument: mask}, {self.input_name: inputs}, mask
+
+    def positions(self, states: torch.Tensor) -> torch.Tensor:
+        """The backbone's (batch, sequence, hidden) states -> (batch, positions, hidden): the positions
+        ``mask`` indexes (all of them unless the backbone adds tokens, like vision's CLS)."""
+        return states
 
     def student_states(self, student: nn.Module, inputs: Batch) -> torch.Tensor:
         """The student's final states (batch, positions, hidden)."""
-        return student(**inputs).last_hidden_state
+        return self.positions(student(**inputs).last_hidden_state)
 
     def teacher_layers(self, teacher: nn.Module, inputs: Batch) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """The teacher's per-layer outputs [(batch, positions, hidden)] and a padding mask (or None)."""
-        return self._layer_outputs(teacher(**inputs, **self._layer_request())), None
-
-    def _layer_request(self) -> dict[str, bool]:
-        """The forward keyword that makes the backbone return the recipe's per-layer outputs."""
-        if self.recipe.targets.layer_output == "feed_forward":
-            return {"output_feed_forward_states": True}
-        return {"output_hidden_states": True}
-
-    def _layer_outputs(self, output) -> list[torch.Tensor]:
-        if self.recipe.targets.layer_output == "feed_forward":
-            return list(output.feed_forward_states)
-        return list(output.hidden_states[1:])  # block outputs (hidden_states[0] is the input)
+        """The teacher's top-K layer outputs [(batch, positions, hidden)], lowest first, and a padding
+        mask (or None): block outputs or feed-forward outputs (before residual and norm) as the
+        recipe's ``targets.layer_output`` says."""
+        targets = self.recipe.targets
+        output = teacher.forward_intermediates(**inputs, indices=range(-targets.top_k, 0), kind=targets.layer_output)
+        return [self.positions(layer) for layer in output.intermediates], None
 
     # -- export
     def export_backbone(self, config) -> tuple[nn.Module, tuple[str, ...]]:
@@ -115,22 +133,15 @@ class ModalityAdapter:
         """Write preprocessing files next to the exported weights."""
 
 
-# ---------------------------------------------------------------------------- speech
-class SpeechAdapter(ModalityAdapter):
-    name = "speech"
-
-    def __init__(self, recipe: Recipe) -> None:
-        from ..audio.config import Data2VecAudioConfig
-        from ..audio.model import Data2VecAudioModel
-
-        self.config_class, self.backbone_class = Data2VecAudioConfig, Data2VecAudioModel
-        super().__init__(recipe)
+# ---------------------------------------------------------------------------- audio
+class AudioAdapter(ModalityAdapter):
+    input_name, mask_argument = "input_values", "mask_time_indices"
 
     def model_config(self):
         config = super().model_config()
         if config.mask_time_prob <= 0 or not config.apply_spec_augment:
             raise RecipeError(
-                "the speech student needs its learned mask embedding: set model.mask_time_prob > 0 (e.g. 0.05, "
+                "the audio student needs its learned mask embedding: set model.mask_time_prob > 0 (e.g. 0.05, "
                 "as the released checkpoints; pretraining masks with the masking section) and apply_spec_augment true"
             )
         if config.mask_feature_prob > 0:
@@ -156,19 +167,14 @@ class SpeechAdapter(ModalityAdapter):
         from ..audio.feature_encoder import feature_encoder_output_length
 
         masking = self.recipe.masking
-        samples = batch["input_values"].shape[1]
-        frames = int(feature_encoder_output_length(samples, self._config))
-        rows = [
-            span_mask(1, frames, masking.mask_prob, masking.mask_length, min_masks=masking.min_masks, generator=generator)
-            for generator in _generators(batch)
-        ]
-        return {"mask": torch.cat(rows)}  # (batch, frames)
-
-    def model_inputs(self, batch):
-        mask = batch["mask"]
-        student = {"input_values": batch["input_values"], "mask_time_indices": mask}
-        teacher = {"input_values": batch["input_values"]}
-        return student, teacher, mask
+        frames = int(feature_encoder_output_length(batch["input_values"].shape[1], self._config))
+        mask = per_item_masks(
+            batch,
+            lambda generator: self.sampler(
+                1, frames, masking.mask_prob, masking.mask_length, min_masks=masking.min_masks, generator=generator
+            ),
+        )
+        return {"mask": mask}  # (batch, frames)
 
     def export_extras(self, directory, extras):
         from ..audio.features import Data2VecAudioFeatureExtractor
@@ -178,14 +184,7 @@ class SpeechAdapter(ModalityAdapter):
 
 # ---------------------------------------------------------------------------- vision
 class VisionAdapter(ModalityAdapter):
-    name = "vision"
-
-    def __init__(self, recipe: Recipe) -> None:
-        from ..vision.config import Data2VecVisionConfig
-        from ..vision.model import Data2VecVisionModel
-
-        self.config_class, self.backbone_class = Data2VecVisionConfig, Data2VecVisionModel
-        super().__init__(recipe)
+    input_name, mask_argument = "pixel_values", "bool_masked_pos"
 
     def model_config(self):
         config = super().model_config()
@@ -217,30 +216,18 @@ class VisionAdapter(ModalityAdapter):
     def sample_masks(self, batch):
         masking = self.recipe.masking
         rows, columns = self._config.patch_grid
-        mask = torch.cat(
-            [
-                block_mask_2d(
-                    1, rows, columns, masking.num_masking_patches,
-                    min_num_patches=masking.min_num_patches, max_num_patches=masking.max_num_patches,
-                    min_aspect=masking.min_aspect, max_aspect=masking.max_aspect, generator=generator,
-                )
-                for generator in _generators(batch)
-            ]
-        )  # (batch, patches)
-        return {"mask": mask}
+        mask = per_item_masks(
+            batch,
+            lambda generator: self.sampler(
+                1, rows, columns, masking.num_masking_patches,
+                min_num_patches=masking.min_num_patches, max_num_patches=masking.max_num_patches,
+                min_aspect=masking.min_aspect, max_aspect=masking.max_aspect, generator=generator,
+            ),
+        )
+        return {"mask": mask}  # (batch, patches)
 
-    def model_inputs(self, batch):
-        mask = batch["mask"]
-        student = {"pixel_values": batch["pixel_values"], "bool_masked_pos": mask}
-        teacher = {"pixel_values": batch["pixel_values"]}
-        return student, teacher, mask
-
-    def student_states(self, student, inputs):
-        return student(**inputs).last_hidden_state[:, 1:]  # (batch, patches, hidden), CLS dropped
-
-    def teacher_layers(self, teacher, inputs):
-        output = teacher(**inputs, **self._layer_request())
-        return [layer[:, 1:] for layer in self._layer_outputs(output)], None
+    def positions(self, states):
+        return states[:, 1:]  # (batch, patches, hidden): CLS dropped
 
     def export_extras(self, directory, extras):
         from ..vision.config import as_pair
@@ -261,13 +248,7 @@ TOKENIZER_FOLDER = "tokenizer"
 
 
 class TextAdapter(ModalityAdapter):
-    name = "text"
-
     def __init__(self, recipe: Recipe) -> None:
-        from ..text.config import Data2VecTextConfig
-        from ..text.model import Data2VecTextModel
-
-        self.config_class, self.backbone_class = Data2VecTextConfig, Data2VecTextModel
         super().__init__(recipe)
         self.tokenizer = None
 
@@ -323,9 +304,9 @@ class TextAdapter(ModalityAdapter):
         input_ids = batch["input_ids"]
         special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=input_ids.dtype)
         masked_rows, mask_rows = [], []
-        for row, generator in zip(input_ids, _generators(batch)):
+        for row, generator in zip(input_ids, item_generators(batch)):
             row = row[None]
-            masked, mask = token_mask(
+            masked, mask = self.sampler(
                 row,
                 special_tokens_mask=torch.isin(row, special_ids),
                 mask_token_id=tokenizer.mask_token_id,
@@ -370,8 +351,6 @@ class TextAdapter(ModalityAdapter):
             self.tokenizer = Data2VecTextTokenizer.from_pretrained(scratch)
 
 
-ADAPTERS: dict[str, type[ModalityAdapter]] = {"speech": SpeechAdapter, "vision": VisionAdapter, "text": TextAdapter}
-
-
 def adapter_for(recipe: Recipe) -> ModalityAdapter:
-    return ADAPTERS[recipe.modality](recipe)
+    """The adapter of the recipe's modality (its spec in ``data2vec.registry``)."""
+    return get_modality(recipe.modality).adapter_class(recipe)

@@ -1,8 +1,8 @@
 """The student's side of the objective: a regression head, the regression loss on masked
 positions, and the spread of predictions and targets that the collapse watch follows.
 
-data2vec 1.0 settings: speech L2 (beta 0), summed over channels, scale 1/sqrt(C), Linear head;
-image smooth L1 beta 2, mean over all elements (scale 1/C, reduction "mean"), Linear head;
+data2vec 1.0 settings: audio L2 (beta 0), summed over channels, scale 1/sqrt(C), Linear head;
+vision smooth L1 beta 2, mean over all elements (scale 1/C, reduction "mean"), Linear head;
 text smooth L1 beta 4, summed over channels, scale 1, 2-layer head (C -> 2C -> GELU -> C).
 fairseq divides the summed loss by the number of masked positions (reduction "sum", then / N).
 """

@@ -2,7 +2,8 @@
 
 A recipe has one section per part of the method (see ``recipes/pretrain-*.yaml``):
 
-    modality     speech | vision | text
+    modality     audio | vision | text (aliases speech, image), or a modality registered in
+                 ``data2vec.registry``: its spec gives the config, masking and data classes
     model        keyword arguments of the backbone's config (Data2Vec{Audio,Vision,Text}Config)
     ema          teacher decay schedule and which student parameters are copied, not averaged
     targets      top-K layers, which layer output, per-layer and post-average normalisation
@@ -27,7 +28,8 @@ from typing import Any
 
 import yaml
 
-MODALITIES = ("speech", "vision", "text")
+from ..registry import UnknownModalityError, get_modality
+
 NORMS = ("instance", "layer", "none")
 LAYER_OUTPUTS = ("feed_forward", "block")
 RECIPES_FOLDER = Path(__file__).resolve().parents[3] / "recipes"  # the repository's recipes/
@@ -72,7 +74,7 @@ class TargetSettings:
 
 @dataclasses.dataclass(kw_only=True)
 class SpanMaskingSettings:
-    """Speech: spans of `mask_length` frames, about `mask_prob * frames / mask_length` starts."""
+    """Audio: spans of `mask_length` frames, about `mask_prob * frames / mask_length` starts."""
 
     mask_prob: float = 0.65
     mask_length: int = 10
@@ -223,7 +225,7 @@ class AudioDataSettings(DataSettings):
 
 
 @dataclasses.dataclass(kw_only=True)
-class ImageDataSettings(DataSettings):
+class VisionDataSettings(DataSettings):
     image_mean: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
     crop_scale: list[float] | None = None  # random resized crop area range, e.g. [0.08, 1.0]; None: resize
@@ -258,8 +260,6 @@ class CollapseSettings:
             raise RecipeError("collapse thresholds and check_after must be >= 0")
 
 
-MASKING_SETTINGS = {"speech": SpanMaskingSettings, "vision": BlockMaskingSettings, "text": TokenMaskingSettings}
-DATA_SETTINGS = {"speech": AudioDataSettings, "vision": ImageDataSettings, "text": TextDataSettings}
 SECTIONS = {
     "ema": EMASettings,
     "targets": TargetSettings,
@@ -277,11 +277,11 @@ class Recipe:
     model: dict[str, Any]
     ema: EMASettings
     targets: TargetSettings
-    masking: SpanMaskingSettings | BlockMaskingSettings | TokenMaskingSettings
+    masking: Any  # the modality's masking settings (its spec's `masking` class)
     loss: LossSettings
     head: HeadSettings
     optim: OptimSettings
-    data: AudioDataSettings | ImageDataSettings | TextDataSettings
+    data: DataSettings  # the modality's subclass (its spec's `data` class)
     collapse: CollapseSettings
     precision: str = "fp32"  # fp32 | bf16 (autocast where the device supports it)
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
@@ -295,14 +295,18 @@ class Recipe:
         if not isinstance(values, dict):
             raise RecipeError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
         values = dict(values)
-        modality = values.get("modality")
-        if modality not in MODALITIES:
-            raise RecipeError(f"{source}: modality must be one of {MODALITIES}, got {modality!r}")
+        try:
+            spec = get_modality(values.get("modality"))
+        except UnknownModalityError as error:
+            raise RecipeError(f"{source}: {error}") from None
+        values["modality"] = spec.name  # aliases (speech, image) read as the modality's name
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise RecipeError(f"{source}: unknown top-level keys {unknown}; known keys are {sorted(known)}")
-        sections = dict(SECTIONS, masking=MASKING_SETTINGS[modality], data=DATA_SETTINGS[modality])
+        if not (isinstance(spec.data_class, type) and issubclass(spec.data_class, DataSettings)):
+            raise TypeError(f"the data settings of modality {spec.name!r} must subclass pretraining.recipe.DataSettings")
+        sections = dict(SECTIONS, masking=spec.masking_class, data=spec.data_class)
         for name, section_class in sections.items():
             values[name] = _build_section(section_class, values.get(name) or {}, f"{source}: {name}")
         model = values.get("model")
@@ -368,14 +372,29 @@ def _build_section(section_class: type, values: Any, where: str):
     return section_class(**values)
 
 
+def _recipe_names(stem: str) -> list[str]:
+    """File stems a short recipe name may mean: with and without ``pretrain-``, and with a modality
+    alias replaced by the modality's name (``speech-tiny`` -> ``audio-tiny``)."""
+    bare = stem.removeprefix("pretrain-")
+    modality, _, rest = bare.partition("-")
+    bares = [bare]
+    try:
+        canonical = get_modality(modality).name
+    except UnknownModalityError:
+        canonical = modality
+    if rest and canonical != modality:
+        bares.append(f"{canonical}-{rest}")
+    return [name for bare in bares for name in (bare, f"pretrain-{bare}")]
+
+
 def resolve_recipe_path(path: str | os.PathLike) -> Path:
-    """A recipe file path, or a short name (``vision-tiny`` / ``pretrain-vision-tiny``) of a file
-    in ``recipes/`` (of the working directory or of the repository)."""
+    """A recipe file path, or a short name (``vision-tiny`` / ``pretrain-vision-tiny``; a modality
+    alias works too: ``speech-tiny``) of a file in ``recipes/`` (of the working directory or of
+    the repository)."""
     candidate = Path(path)
     if candidate.is_file():
         return candidate
-    stem = candidate.name.removesuffix(".yaml")
-    names = [stem, f"pretrain-{stem}"]
+    names = _recipe_names(candidate.name.removesuffix(".yaml"))
     for folder in (Path("recipes"), RECIPES_FOLDER):
         for name in names:
             file = folder / f"{name}.yaml"

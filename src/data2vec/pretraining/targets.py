@@ -3,7 +3,7 @@
     target = post_norm( mean over the last K layers of layer_norm(layer output) )
 
 computed in float32 (fp16/bf16 layer outputs give broken targets; s3prl/s3prl#378). Per-modality
-choices (data2vec 1.0): speech K=8, instance norm, no post norm; image K=6, layer norm, layer post
+choices (data2vec 1.0): audio K=8, instance norm, no post norm; vision K=6, layer norm, layer post
 norm; text K=10, layer norm, no post norm.
 """
 
@@ -54,7 +54,7 @@ def average_top_k(
       "layer": over channels (C) per position, eps 1e-5, no affine (F.layer_norm); "none".
     padding_mask: optional (B, T) bool, True at padded positions. When given, instance-norm
       statistics use real positions only and padded positions of the result are zero. When None
-      every position counts (data2vec 1.0 speech includes padded frames in its instance norm).
+      every position counts (data2vec 1.0 audio includes padded frames in its instance norm).
     """
     if isinstance(layer_outputs, torch.Tensor):
         layer_outputs = list(layer_outputs.unbind(0)) if layer_outputs.dim() == 4 else [layer_outputs]

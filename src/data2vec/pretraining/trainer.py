@@ -38,6 +38,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..core.modeling import set_input_validation
+from ..core.optim import parameter_groups
+from ..registry import MODALITIES
 from .data import StepBatches, step_loader
 from .ema import EMATeacher, ema_decay
 from .modalities import ModalityAdapter, adapter_for
@@ -174,22 +177,6 @@ class StudentWithHead(nn.Module):
         return self.head(states[mask])  # (masked positions, target dim)
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, no_decay_1d: bool, no_decay_patterns: list[str]) -> list[dict]:
-    import re
-
-    patterns = [re.compile(pattern) for pattern in no_decay_patterns]
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        skip = (no_decay_1d and parameter.ndim <= 1) or any(pattern.search(name) for pattern in patterns)
-        (no_decay if skip else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
-
-
 def autocast_context(precision: str, device: torch.device):
     """bf16 autocast when asked for and the device supports it; otherwise nothing."""
     if precision != "bf16":
@@ -257,7 +244,9 @@ class Pretrainer:
 
         optim = recipe.optim
         self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, optim.weight_decay, optim.no_decay_1d, optim.no_decay_patterns),
+            parameter_groups(
+                self.model, optim.weight_decay, no_decay_1d=optim.no_decay_1d, no_decay_patterns=optim.no_decay_patterns
+            ),
             lr=optim.lr,
             betas=tuple(optim.betas),
             eps=optim.eps,
@@ -287,7 +276,10 @@ class Pretrainer:
                 "it, or choose another output folder"
             )
         checkpoint = load_checkpoint(self.checkpoint_path)
-        changed = sorted(_recipe_differences(checkpoint["recipe"], self.recipe.to_dict()) - RESUMABLE_CHANGES)
+        stored = dict(checkpoint["recipe"])
+        if stored.get("modality") in MODALITIES:  # older checkpoints name a modality by an alias (speech)
+            stored["modality"] = MODALITIES.get(stored["modality"]).name
+        changed = sorted(_recipe_differences(stored, self.recipe.to_dict()) - RESUMABLE_CHANGES)
         if changed and self.dist.is_main:
             warnings.warn(
                 f"the recipe differs from the checkpoint's in {changed}: the resumed run will not match "
@@ -499,11 +491,16 @@ class Pretrainer:
         stop = _StopFlag()
         window: dict[str, list[float]] = {"loss": [], "target_std": [], "prediction_std": []}
         last_log, interrupted, saved_at = None, False, -1
+        batch_count = 0
         started = time.perf_counter()
         with stop.installed():
             try:
                 for batch in loader:
                     stats = self.train_step(batch, stop.requested)
+                    if batch_count == 0:  # the first batch's inputs were checked: no more device waits
+                        set_input_validation(self.model, False)
+                        set_input_validation(self.teacher, False)
+                    batch_count += 1
                     self.elapsed += time.perf_counter() - started
                     started = time.perf_counter()
                     for key in window:

@@ -1,34 +1,31 @@
 """The text family's parameter names: reference (RoBERTa layout) <-> ours."""
 
-from ..core.checkpoint import KeyMap
+from ..core.checkpoint import KeyMap, block_fused, block_renames, unchanged
 
 _LAYER = "encoder.layer.{i}."
 
 BACKBONE_KEYS = KeyMap(
     renames=[
-        ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
-        ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
-        ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
+        *unchanged(*(f"embeddings.{kind}_embeddings.weight" for kind in ("word", "position", "token_type"))),
         ("embeddings.LayerNorm.{p}", "embeddings.norm.{p}"),
-        (_LAYER + "attention.output.dense.{p}", "layers.{i}.attention.out_proj.{p}"),
-        (_LAYER + "attention.output.LayerNorm.{p}", "layers.{i}.attention_norm.{p}"),
-        (_LAYER + "crossattention.self.query.{p}", "layers.{i}.cross_attention.query.{p}"),
-        (_LAYER + "crossattention.output.dense.{p}", "layers.{i}.cross_attention.out_proj.{p}"),
-        (_LAYER + "crossattention.output.LayerNorm.{p}", "layers.{i}.cross_attention_norm.{p}"),
-        (_LAYER + "intermediate.dense.{p}", "layers.{i}.mlp.fc1.{p}"),
-        (_LAYER + "output.dense.{p}", "layers.{i}.mlp.fc2.{p}"),
-        (_LAYER + "output.LayerNorm.{p}", "layers.{i}.mlp_norm.{p}"),
-        ("pooler.dense.{p}", "pooler.dense.{p}"),
+        *block_renames(
+            _LAYER,
+            {
+                "attention.output.dense.{p}": "attention.out_proj.{p}",
+                "attention.output.LayerNorm.{p}": "attention_norm.{p}",
+                "crossattention.self.query.{p}": "cross_attention.query.{p}",
+                "crossattention.output.dense.{p}": "cross_attention.out_proj.{p}",
+                "crossattention.output.LayerNorm.{p}": "cross_attention_norm.{p}",
+                "intermediate.dense.{p}": "mlp.fc1.{p}",
+                "output.dense.{p}": "mlp.fc2.{p}",
+                "output.LayerNorm.{p}": "mlp_norm.{p}",
+            },
+        ),
+        *unchanged("pooler.dense.{p}"),
     ],
     fused=[
-        (
-            tuple(_LAYER + f"attention.self.{name}.{{p}}" for name in ("query", "key", "value")),
-            "layers.{i}.attention.qkv.{p}",
-        ),
-        (
-            tuple(_LAYER + f"crossattention.self.{name}.{{p}}" for name in ("key", "value")),
-            "layers.{i}.cross_attention.key_value.{p}",
-        ),
+        block_fused(_LAYER, tuple(f"attention.self.{name}.{{p}}" for name in ("query", "key", "value")), "attention.qkv.{p}"),
+        block_fused(_LAYER, ("crossattention.self.key.{p}", "crossattention.self.value.{p}"), "cross_attention.key_value.{p}"),
     ],
     # buffers that older checkpoints stored
     ignored=[r"embeddings\.position_ids", r"embeddings\.token_type_ids"],
@@ -36,19 +33,15 @@ BACKBONE_KEYS = KeyMap(
 
 LM_HEAD_KEYS = KeyMap(
     renames=[
-        ("lm_head.dense.{p}", "lm_head.dense.{p}"),
         ("lm_head.layer_norm.{p}", "lm_head.norm.{p}"),
-        ("lm_head.bias", "lm_head.bias"),
-        ("lm_head.decoder.weight", "lm_head.decoder.weight"),
+        *unchanged("lm_head.dense.{p}", "lm_head.bias", "lm_head.decoder.weight"),
     ],
     # the decoder's bias is the same tensor as lm_head.bias in the reference
     ignored=[r"lm_head\.decoder\.bias"],
 )
 
-SEQUENCE_CLASSIFICATION_KEYS = KeyMap(
-    renames=[("classifier.dense.{p}", "classifier.dense.{p}"), ("classifier.out_proj.{p}", "classifier.out_proj.{p}")]
-)
+SEQUENCE_CLASSIFICATION_KEYS = KeyMap(renames=unchanged("classifier.dense.{p}", "classifier.out_proj.{p}"))
 
-CLASSIFIER_KEYS = KeyMap(renames=[("classifier.{p}", "classifier.{p}")])
+CLASSIFIER_KEYS = KeyMap(renames=unchanged("classifier.{p}"))
 
-QUESTION_ANSWERING_KEYS = KeyMap(renames=[("qa_outputs.{p}", "qa_outputs.{p}")])
+QUESTION_ANSWERING_KEYS = KeyMap(renames=unchanged("qa_outputs.{p}"))

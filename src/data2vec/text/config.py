@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
-from ..core.config import Config
+from ..core.config import TransformerConfig
 
 
 @dataclasses.dataclass(kw_only=True)
-class Data2VecTextConfig(Config):
+class Data2VecTextConfig(TransformerConfig):
     """Keys and defaults of the reference's ``Data2VecTextConfig``. The official checkpoints'
     files differ from these defaults (e.g. ``vocab_size`` 50265, ``max_position_embeddings``
     514, ``layer_norm_eps`` 1e-5); loading a checkpoint always takes the file's values."""
 
     model_type = "data2vec-text"
+    # read from `extra` by validate(): official checkpoints write "absolute", the only kind supported
+    file_keys: ClassVar[frozenset[str]] = frozenset({"position_embedding_type"})
 
     vocab_size: int = 30522
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
-    initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 1
     bos_token_id: int | None = 0
@@ -34,6 +31,7 @@ class Data2VecTextConfig(Config):
     classifier_dropout: float | None = None
     is_decoder: bool = False
     add_cross_attention: bool = False
+    tie_word_embeddings: bool = True  # the masked/causal LM decoder shares the word embedding matrix
 
     def validate(self) -> None:
         if self.hidden_size % self.num_attention_heads != 0:

@@ -25,19 +25,18 @@ Where this class and the reference library (transformers 5) differ, on purpose:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from tokenizers import AddedToken, Encoding, Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
 
-from data2vec.core.hub import resolve_file
+from data2vec.core.preprocessing import Batch, Preprocessor, PretrainedFiles, write_json
 
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
@@ -62,6 +61,7 @@ DEFAULT_SPECIAL_TOKENS = {
     "mask_token": "<mask>",
 }
 
+# The first strategy is what True means, the last what False / None mean.
 PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
 TENSOR_TYPES = ("pt", "np")
@@ -83,60 +83,31 @@ _CLEAN_UP_REPLACEMENTS = (
 TokenSpec = str | AddedToken
 
 
-class BatchEncoding(dict):
-    """The tokenizer's output: a dict of ``input_ids``, ``attention_mask``, ... (also readable as
-    attributes) that keeps the ``tokenizers`` encodings for the token/word alignment."""
-
-    def __init__(self, data: Mapping[str, Any], encodings: Sequence[Encoding] = ()):
-        super().__init__(data)
-        self._encodings = list(encodings)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"{type(self).__name__} has no field {name!r}; fields: {list(self)}") from None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"data": dict(self), "encodings": self._encodings}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.update(state["data"])
-        self._encodings = state["encodings"]
-
-    @property
-    def encodings(self) -> list[Encoding]:
-        """One ``tokenizers.Encoding`` per sequence of the batch."""
-        return self._encodings
-
-    def _encoding(self, batch_index: int) -> Encoding:
-        if not self._encodings:
-            raise ValueError("this BatchEncoding holds no token alignment (it was not made by the tokenizer)")
-        if not -len(self._encodings) <= batch_index < len(self._encodings):
-            raise IndexError(f"batch_index {batch_index} is out of range for a batch of {len(self._encodings)}")
-        return self._encodings[batch_index]
-
-    def word_ids(self, batch_index: int = 0) -> list[int | None]:
-        """For each token, the index of the word it came from (``None`` for special and pad
-        tokens); word indices restart at 0 in the second text of a pair."""
-        return self._encoding(batch_index).word_ids
-
-    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
-        """For each token, 0 (first text), 1 (second text of a pair) or ``None`` (special/pad)."""
-        return self._encoding(batch_index).sequence_ids
-
-    def tokens(self, batch_index: int = 0) -> list[str]:
-        return self._encoding(batch_index).tokens
-
-    def to(self, device: Any) -> BatchEncoding:
-        """Move the tensors to ``device`` (for ``return_tensors="pt"``); returns ``self``."""
-        for key, value in self.items():
-            if hasattr(value, "to"):
-                self[key] = value.to(device)
-        return self
+# The tokenizer's output, the batch type of every preprocessor: a dict of `input_ids`,
+# `attention_mask`, ... (also attributes) that keeps the `tokenizers` encodings for
+# `word_ids`, `sequence_ids` and `tokens`. The name stays for code that imports it from here.
+BatchEncoding = Batch
 
 
-class Data2VecTextTokenizer:
+def _special_token_property(name: str) -> property:
+    """The string of the named special token (``bos_token`` ...)."""
+
+    def content(self: Data2VecTextTokenizer) -> str:
+        return self._special_tokens[name].content
+
+    return property(content, doc=f"The {name} string.")
+
+
+def _special_token_id_property(name: str) -> property:
+    """The vocabulary id of the named special token."""
+
+    def token_id(self: Data2VecTextTokenizer) -> int:
+        return self._backend.token_to_id(self._special_tokens[name].content)
+
+    return property(token_id, doc=f"The id of the {name}.")
+
+
+class Data2VecTextTokenizer(Preprocessor):
     """RoBERTa byte-level BPE tokenizer.
 
     Build it from ``vocab_file`` + ``merges_file`` or from a ``tokenizer_file``
@@ -148,6 +119,7 @@ class Data2VecTextTokenizer:
     further tokens and describes the flags of named special tokens given as strings.
     """
 
+    config_file: ClassVar[str] = TOKENIZER_CONFIG_FILE
     model_input_names = ("input_ids", "attention_mask")
     padding_side = "right"
     truncation_side = "right"
@@ -183,18 +155,11 @@ class Data2VecTextTokenizer:
         extra_tokens = [_copy_token(added_tokens[index]) for index in sorted(added_tokens or {})]
         known_tokens.update({token.content: token for token in extra_tokens})
 
-        given = dict(
-            bos_token=bos_token,
-            eos_token=eos_token,
-            unk_token=unk_token,
-            sep_token=sep_token,
-            pad_token=pad_token,
-            cls_token=cls_token,
-            mask_token=mask_token,
-        )
-        self._special_tokens: dict[str, AddedToken] = {}
-        for name in SPECIAL_TOKEN_NAMES:
-            self._special_tokens[name] = _special_token(given[name], known_tokens, strip_left=name == "mask_token")
+        given = (bos_token, eos_token, unk_token, sep_token, pad_token, cls_token, mask_token)  # as SPECIAL_TOKEN_NAMES
+        self._special_tokens: dict[str, AddedToken] = {
+            name: _special_token(spec, known_tokens, strip_left=name == "mask_token")
+            for name, spec in zip(SPECIAL_TOKEN_NAMES, given)
+        }
 
         # Register the extra tokens (in id order), then the named ones; a token the vocabulary
         # lacks gets the next free id, one already there keeps its id and takes the new flags.
@@ -229,49 +194,31 @@ class Data2VecTextTokenizer:
     # ------------------------------------------------------------------ loading and saving
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path_or_repo_id: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        **overrides: Any,
-    ) -> Data2VecTextTokenizer:
-        """Load from a folder or Hub repo id: ``tokenizer.json`` if present, else ``vocab.json`` +
-        ``merges.txt``; ``tokenizer_config.json`` / ``special_tokens_map.json`` when present.
-        ``overrides`` are constructor keyword arguments and win over the files."""
-
-        def find(filename: str) -> Path | None:
-            return resolve_file(path_or_repo_id, filename, required=False, revision=revision, cache_dir=cache_dir)
-
-        tokenizer_file = find(TOKENIZER_FILE)
+    def _from_files(cls, files: PretrainedFiles, overrides: dict[str, Any]) -> Data2VecTextTokenizer:
+        """``tokenizer.json`` if present, else ``vocab.json`` + ``merges.txt``;
+        ``tokenizer_config.json`` / ``special_tokens_map.json`` when present. ``overrides`` are
+        constructor keyword arguments and win over the files."""
+        tokenizer_file = files.find_optional(TOKENIZER_FILE)
         vocab_file = merges_file = None
         if tokenizer_file is None:
-            vocab_file, merges_file = find(VOCAB_FILE), find(MERGES_FILE)
+            vocab_file, merges_file = files.find_optional(VOCAB_FILE), files.find_optional(MERGES_FILE)
             if vocab_file is None or merges_file is None:
                 found = {VOCAB_FILE: vocab_file, MERGES_FILE: merges_file}
                 missing = [name for name, path in found.items() if path is None]
                 raise FileNotFoundError(
-                    f"no tokenizer files in {str(path_or_repo_id)!r}: expected {TOKENIZER_FILE}, or "
+                    f"no tokenizer files in {str(files.path_or_repo)!r}: expected {TOKENIZER_FILE}, or "
                     f"{VOCAB_FILE} + {MERGES_FILE} (missing: {', '.join(missing)})"
                 )
 
-        config_file, special_tokens_file = find(TOKENIZER_CONFIG_FILE), find(SPECIAL_TOKENS_MAP_FILE)
         settings = _settings_from_files(
-            _read_json(config_file) if config_file else {},
-            _read_json(special_tokens_file) if special_tokens_file else {},
+            files.read_optional_json(TOKENIZER_CONFIG_FILE), files.read_optional_json(SPECIAL_TOKENS_MAP_FILE)
         )
         settings.update(overrides)
         return cls(vocab_file, merges_file, tokenizer_file=tokenizer_file, **settings)
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[Path, ...]:
+    def _save_files(self, directory: Path) -> tuple[Path, ...]:
         """Write ``tokenizer.json``, ``vocab.json``, ``merges.txt``, ``tokenizer_config.json`` and
         ``special_tokens_map.json``; returns their paths."""
-        directory = Path(save_directory)
-        if directory.is_file():
-            raise NotADirectoryError(f"{str(directory)!r} is a file; pass a folder to save the tokenizer in")
-        directory.mkdir(parents=True, exist_ok=True)
-
         with self._lock:
             self._backend.no_padding()
             self._backend.no_truncation()
@@ -291,10 +238,13 @@ class Data2VecTextTokenizer:
             "errors": "replace",
             "added_tokens_decoder": added_tokens_decoder,
         }
-        paths = (directory / TOKENIZER_CONFIG_FILE, directory / SPECIAL_TOKENS_MAP_FILE)
-        for path, content in zip(paths, (config, special_tokens_map)):
-            path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        return (directory / TOKENIZER_FILE, directory / VOCAB_FILE, directory / MERGES_FILE, *paths)
+        return (
+            directory / TOKENIZER_FILE,
+            directory / VOCAB_FILE,
+            directory / MERGES_FILE,
+            write_json(directory / TOKENIZER_CONFIG_FILE, config),
+            write_json(directory / SPECIAL_TOKENS_MAP_FILE, special_tokens_map),
+        )
 
     # ------------------------------------------------------------------ vocabulary
 
@@ -338,61 +288,21 @@ class Data2VecTextTokenizer:
 
     # ------------------------------------------------------------------ special tokens
 
-    @property
-    def bos_token(self) -> str:
-        return self._special_tokens["bos_token"].content
+    bos_token = _special_token_property("bos_token")
+    eos_token = _special_token_property("eos_token")
+    unk_token = _special_token_property("unk_token")
+    sep_token = _special_token_property("sep_token")
+    pad_token = _special_token_property("pad_token")
+    cls_token = _special_token_property("cls_token")
+    mask_token = _special_token_property("mask_token")
 
-    @property
-    def eos_token(self) -> str:
-        return self._special_tokens["eos_token"].content
-
-    @property
-    def unk_token(self) -> str:
-        return self._special_tokens["unk_token"].content
-
-    @property
-    def sep_token(self) -> str:
-        return self._special_tokens["sep_token"].content
-
-    @property
-    def pad_token(self) -> str:
-        return self._special_tokens["pad_token"].content
-
-    @property
-    def cls_token(self) -> str:
-        return self._special_tokens["cls_token"].content
-
-    @property
-    def mask_token(self) -> str:
-        return self._special_tokens["mask_token"].content
-
-    @property
-    def bos_token_id(self) -> int:
-        return self._backend.token_to_id(self.bos_token)
-
-    @property
-    def eos_token_id(self) -> int:
-        return self._backend.token_to_id(self.eos_token)
-
-    @property
-    def unk_token_id(self) -> int:
-        return self._backend.token_to_id(self.unk_token)
-
-    @property
-    def sep_token_id(self) -> int:
-        return self._backend.token_to_id(self.sep_token)
-
-    @property
-    def pad_token_id(self) -> int:
-        return self._backend.token_to_id(self.pad_token)
-
-    @property
-    def cls_token_id(self) -> int:
-        return self._backend.token_to_id(self.cls_token)
-
-    @property
-    def mask_token_id(self) -> int:
-        return self._backend.token_to_id(self.mask_token)
+    bos_token_id = _special_token_id_property("bos_token")
+    eos_token_id = _special_token_id_property("eos_token")
+    unk_token_id = _special_token_id_property("unk_token")
+    sep_token_id = _special_token_id_property("sep_token")
+    pad_token_id = _special_token_id_property("pad_token")
+    cls_token_id = _special_token_id_property("cls_token")
+    mask_token_id = _special_token_id_property("mask_token")
 
     @property
     def special_tokens_map(self) -> dict[str, str]:
@@ -424,7 +334,7 @@ class Data2VecTextTokenizer:
         return_token_type_ids: bool = False,
         return_offsets_mapping: bool = False,
         return_special_tokens_mask: bool = False,
-    ) -> BatchEncoding:
+    ) -> Batch:
         """Encode one text (or pair) or a batch of them.
 
         ``padding``: ``False``/``"do_not_pad"``, ``True``/``"longest"`` (longest of the batch) or
@@ -475,12 +385,16 @@ class Data2VecTextTokenizer:
         if return_offsets_mapping:
             fields["offset_mapping"] = [encoding.offsets for encoding in encodings]
 
-        if return_tensors is not None:
-            tensors = {key: _to_tensor(key, value, return_tensors) for key, value in fields.items()}
-            return BatchEncoding(tensors, encodings)
+        if return_tensors is not None:  # (batch, tokens), (batch, tokens, 2) for offset_mapping
+            return Batch(fields, encodings).convert_to_tensors(
+                return_tensors,
+                dtype=np.int64,
+                unit="tokens",
+                remedy="pass padding=True (or padding='max_length' with max_length)",
+            )
         if not is_batched:
-            return BatchEncoding({key: value[0] for key, value in fields.items()}, encodings)
-        return BatchEncoding(fields, encodings)
+            return Batch({key: value[0] for key, value in fields.items()}, encodings)
+        return Batch(fields, encodings)
 
     def _resolve_strategies(
         self,
@@ -497,29 +411,14 @@ class Data2VecTextTokenizer:
         if max_length is not None and padding is False and truncation is None:
             truncation = True
 
-        if padding is True:
-            padding_strategy = "longest"
-            if max_length is not None and truncation in (None, False, "do_not_truncate"):
-                warnings.warn(
-                    "max_length is ignored with padding=True and no truncation: pass padding='max_length' "
-                    "to pad to max_length, or truncation=True to truncate to it",
-                    stacklevel=3,
-                )
-        elif padding is False or padding is None:
-            padding_strategy = "do_not_pad"
-        elif padding in PADDING_STRATEGIES:
-            padding_strategy = padding
-        else:
-            raise ValueError(f"unknown padding {padding!r}: use True, False or one of {PADDING_STRATEGIES}")
-
-        if truncation is True:
-            truncation_strategy = "longest_first"
-        elif truncation is False or truncation is None:
-            truncation_strategy = "do_not_truncate"
-        elif truncation in TRUNCATION_STRATEGIES:
-            truncation_strategy = truncation
-        else:
-            raise ValueError(f"unknown truncation {truncation!r}: use True, False or one of {TRUNCATION_STRATEGIES}")
+        padding_strategy = _strategy("padding", padding, PADDING_STRATEGIES)
+        if padding is True and max_length is not None and truncation in (None, False, "do_not_truncate"):
+            warnings.warn(
+                "max_length is ignored with padding=True and no truncation: pass padding='max_length' "
+                "to pad to max_length, or truncation=True to truncate to it",
+                stacklevel=3,
+            )
+        truncation_strategy = _strategy("truncation", truncation, TRUNCATION_STRATEGIES)
 
         if max_length is None:
             limited = self.model_max_length <= _LIMIT_MEANS_UNLIMITED
@@ -718,14 +617,16 @@ def _settings_from_files(config: Mapping[str, Any], special_tokens_map: Mapping[
     return settings
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        content = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from None
-    if not isinstance(content, dict):
-        raise ValueError(f"{str(path)!r} should hold a JSON object, got {type(content).__name__}")
-    return content
+def _strategy(name: str, value: bool | str | None, strategies: tuple[str, ...]) -> str:
+    """A ``padding`` / ``truncation`` argument as a strategy name: ``True`` is the first of
+    ``strategies``, ``False`` and ``None`` the last (none), a name stays."""
+    if value is True:
+        return strategies[0]
+    if value is False or value is None:
+        return strategies[-1]
+    if value in strategies:
+        return value
+    raise ValueError(f"unknown {name} {value!r}: use True, False or one of {strategies}")
 
 
 def _check_text(value: Any, name: str) -> None:
@@ -770,23 +671,6 @@ def _collect_examples(
     for index, item in enumerate(text_pair):
         check(item, f"text_pair[{index}]")
     return list(zip(text, text_pair)), True
-
-
-def _to_tensor(key: str, rows: list[list[Any]], tensor_type: str) -> Any:
-    lengths = sorted({len(row) for row in rows})
-    if len(lengths) > 1:
-        raise ValueError(
-            f"cannot make one {tensor_type} tensor of {key!r}: the sequences have different lengths "
-            f"({lengths[0]} to {lengths[-1]} tokens). Pass padding=True (or padding='max_length' with max_length)"
-        )
-    array = np.asarray(rows, dtype=np.int64)
-    if not rows:
-        array = array.reshape(0, 0)
-    if tensor_type == "pt":
-        import torch
-
-        return torch.from_numpy(array)
-    return array
 
 
 def _as_python_ids(ids: Any) -> Any:

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..core.modeling import set_input_validation
+from ..core.optim import parameter_groups
+
 
 @dataclass
 class FinetuneSettings:
@@ -35,16 +38,6 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
-
-
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases, norms, tokens and tables (1-D tensors); decay elsewhere."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (no_decay if parameter.ndim <= 1 or name.endswith(("cls_token", "mask_token")) else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 @torch.no_grad()
@@ -87,6 +80,8 @@ def finetune(
             if augment is not None:
                 batch = augment(batch, generator)
             loss = model(**{input_name: batch}, labels=labels[index]).loss
+            if not losses:  # the first batch's inputs were checked: no more device waits
+                set_input_validation(model, False)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.clip_norm:

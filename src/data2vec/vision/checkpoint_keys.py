@@ -1,40 +1,44 @@
 """The vision family's parameter names: reference (BEiT layout) <-> ours."""
 
-from ..core.checkpoint import KeyMap
+from ..core.checkpoint import KeyMap, block_fused, block_renames, unchanged
 
 _LAYER = "encoder.layer.{i}."
-_SELF = _LAYER + "attention.attention."
 _TABLE = "relative_position_bias.relative_position_bias_table"
 
 BACKBONE_KEYS = KeyMap(
     renames=[
-        ("embeddings.cls_token", "embeddings.cls_token"),
-        ("embeddings.mask_token", "embeddings.mask_token"),
-        ("embeddings.position_embeddings", "embeddings.position_embeddings"),
+        *unchanged("embeddings.cls_token", "embeddings.mask_token", "embeddings.position_embeddings"),
         ("embeddings.patch_embeddings.projection.{p}", "embeddings.patch_embedding.{p}"),
         ("encoder." + _TABLE, "shared_relative_position_bias.table"),
-        (_SELF + _TABLE, "layer_relative_position_biases.{i}.table"),
-        # BEiT: the key projection has no bias
-        (_SELF + "query.bias", "layers.{i}.attention.query_bias"),
-        (_SELF + "value.bias", "layers.{i}.attention.value_bias"),
-        (_LAYER + "attention.output.dense.{p}", "layers.{i}.attention.out_proj.{p}"),
-        (_LAYER + "layernorm_before.{p}", "layers.{i}.attention_norm.{p}"),
-        (_LAYER + "layernorm_after.{p}", "layers.{i}.mlp_norm.{p}"),
-        (_LAYER + "intermediate.dense.{p}", "layers.{i}.mlp.fc1.{p}"),
-        (_LAYER + "output.dense.{p}", "layers.{i}.mlp.fc2.{p}"),
-        (_LAYER + "lambda_1", "layers.{i}.attention_scale"),
-        (_LAYER + "lambda_2", "layers.{i}.mlp_scale"),
+        (_LAYER + "attention.attention." + _TABLE, "layer_relative_position_biases.{i}.table"),
+        *block_renames(
+            _LAYER,
+            {
+                # BEiT: the key projection has no bias
+                "attention.attention.query.bias": "attention.query_bias",
+                "attention.attention.value.bias": "attention.value_bias",
+                "attention.output.dense.{p}": "attention.out_proj.{p}",
+                "layernorm_before.{p}": "attention_norm.{p}",
+                "layernorm_after.{p}": "mlp_norm.{p}",
+                "intermediate.dense.{p}": "mlp.fc1.{p}",
+                "output.dense.{p}": "mlp.fc2.{p}",
+                "lambda_1": "attention_scale",
+                "lambda_2": "mlp_scale",
+            },
+        ),
         ("layernorm.{p}", "norm.{p}"),  # final LayerNorm, with CLS pooling only
         ("pooler.layernorm.{p}", "pooler.norm.{p}"),  # LayerNorm after mean pooling
     ],
     fused=[
-        (tuple(_SELF + f"{name}.weight" for name in ("query", "key", "value")), "layers.{i}.attention.qkv.weight"),
+        block_fused(
+            _LAYER, tuple(f"attention.attention.{name}.weight" for name in ("query", "key", "value")), "attention.qkv.weight"
+        ),
     ],
     # a buffer (computed, not learned) that older checkpoints stored
     ignored=[r"(encoder\.|encoder\.layer\.\d+\.attention\.attention\.)relative_position_bias\.relative_position_index"],
 )
 
-IMAGE_CLASSIFICATION_KEYS = KeyMap(renames=[("classifier.{p}", "classifier.{p}")])
+IMAGE_CLASSIFICATION_KEYS = KeyMap(renames=unchanged("classifier.{p}"))
 
 
 def _conv_norm(reference: str, ours: str) -> list[tuple[str, str]]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from ..core.config import Config
+from ..core.config import TransformerConfig
 
 
 def as_pair(value: int | list[int] | tuple[int, ...], name: str = "value") -> tuple[int, int]:
@@ -18,7 +17,7 @@ def as_pair(value: int | list[int] | tuple[int, ...], name: str = "value") -> tu
 
 
 @dataclasses.dataclass(kw_only=True)
-class Data2VecVisionConfig(Config):
+class Data2VecVisionConfig(TransformerConfig):
     """Keys and defaults of the reference's ``Data2VecVisionConfig``.
 
     The official checkpoints set ``use_relative_position_bias=True`` (one bias table per
@@ -27,14 +26,8 @@ class Data2VecVisionConfig(Config):
 
     model_type = "data2vec-vision"
 
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
     hidden_dropout_prob: float = 0.0
     attention_probs_dropout_prob: float = 0.0
-    initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     image_size: int | list[int] = 224
     patch_size: int | list[int] = 16
@@ -97,10 +90,3 @@ class Data2VecVisionConfig(Config):
         image = as_pair(self.image_size, "image_size")
         patch = as_pair(self.patch_size, "patch_size")
         return (image[0] // patch[0], image[1] // patch[1])
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        # A vision model has no word embeddings to tie; the reference's file has no such key.
-        if out.get("tie_word_embeddings") is True:
-            del out["tie_word_embeddings"]
-        return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,34 +69,47 @@ class VisionEmbeddings(nn.Module):
 
 
 @functools.lru_cache(maxsize=16)
-def relative_position_index(grid: tuple[int, int]) -> torch.Tensor:
-    """(1 + rows * cols, 1 + rows * cols) indices into a relative position bias table.
-
-    Patch p attending to patch q reads entry (dy + rows - 1) * (2 * cols - 1) + (dx + cols - 1)
-    with (dy, dx) = position(p) - position(q); the last three entries are CLS->patch,
-    patch->CLS and CLS->CLS (query->key)."""
+def _relative_position_index_array(grid: tuple[int, int]) -> np.ndarray:
+    # Cached as a read-only numpy array, never as a tensor: a tensor cached across calls would
+    # carry the autograd mode of its first caller (an inference tensor under inference_mode).
     rows, cols = grid
     offsets_count = (2 * rows - 1) * (2 * cols - 1)
-    y, x = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
-    y, x = y.flatten(), x.flatten()  # (patches,) each, row-major like the token order
+    y, x = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    y, x = y.reshape(-1), x.reshape(-1)  # (patches,) each, row-major like the token order
     dy = y[:, None] - y[None, :] + rows - 1
     dx = x[:, None] - x[None, :] + cols - 1
-    index = torch.empty(1 + rows * cols, 1 + rows * cols, dtype=torch.long)
+    index = np.empty((1 + rows * cols, 1 + rows * cols), dtype=np.int64)
     index[1:, 1:] = dy * (2 * cols - 1) + dx
     index[0, :] = offsets_count  # CLS query -> patch keys
     index[:, 0] = offsets_count + 1  # patch queries -> CLS key
     index[0, 0] = offsets_count + 2  # CLS -> CLS
+    index.flags.writeable = False
     return index
+
+
+def relative_position_index(grid: tuple[int, int], device: torch.device | str | None = None) -> torch.Tensor:
+    """(1 + rows * cols, 1 + rows * cols) indices into a relative position bias table, a new
+    tensor on ``device`` at each call.
+
+    Patch p attending to patch q reads entry (dy + rows - 1) * (2 * cols - 1) + (dx + cols - 1)
+    with (dy, dx) = position(p) - position(q); the last three entries are CLS->patch,
+    patch->CLS and CLS->CLS (query->key)."""
+    return torch.tensor(_relative_position_index_array(tuple(grid)), device=device)
 
 
 class RelativePositionBias(nn.Module):
     """A learned (offsets + 3, heads) table; ``forward(grid)`` gives the additive attention
-    bias (1, heads, 1 + patches, 1 + patches) for a patch grid."""
+    bias (1, heads, 1 + patches, 1 + patches) for a patch grid.
+
+    The index of the trained grid is a non-persistent buffer: built once, moved by ``.to()``
+    with the table, absent from the state dict (older checkpoints that hold it load as well:
+    the checkpoint key table ignores it). Another grid computes its index on the fly."""
 
     def __init__(self, grid: tuple[int, int], num_heads: int) -> None:
         super().__init__()
         self.grid = grid  # the grid the table was trained for
         self.table = nn.Parameter(torch.zeros((2 * grid[0] - 1) * (2 * grid[1] - 1) + 3, num_heads))
+        self.register_buffer("index", relative_position_index(grid), persistent=False)
 
     def table_for(self, grid: tuple[int, int]) -> torch.Tensor:
         """The table resized for another grid: the offset part bilinearly as a (2r-1, 2c-1) image
@@ -111,6 +125,6 @@ class RelativePositionBias(nn.Module):
 
     def forward(self, grid: tuple[int, int]) -> torch.Tensor:
         table = self.table_for(grid)
-        index = relative_position_index(grid).to(table.device)
+        index = self.index if grid == self.grid else relative_position_index(grid, device=table.device)
         bias = table[index]  # (tokens, tokens, heads)
         return bias.permute(2, 0, 1).unsqueeze(0)  # (1, heads, tokens, tokens)

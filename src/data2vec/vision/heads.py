@@ -9,21 +9,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.losses import sequence_classification_loss
+from ..core.modeling import HeadModel
 from ..core.outputs import PredictionOutput
 from . import checkpoint_keys
 from .config import Data2VecVisionConfig
-from .model import Data2VecVisionModel, Data2VecVisionPreTrainedModel
+from .model import Data2VecVisionModel
 
 
-class Data2VecVisionForImageClassification(Data2VecVisionPreTrainedModel):
+class Data2VecVisionForImageClassification(HeadModel):
     """A linear classifier on the pooled image vector (mean of the patches + LayerNorm, or CLS)."""
 
+    backbone_class = Data2VecVisionModel
     head_keys = checkpoint_keys.IMAGE_CLASSIFICATION_KEYS
 
     def __init__(self, config: Data2VecVisionConfig) -> None:
-        super().__init__(config)
+        super().__init__(config, add_pooling_layer=True)
         self.num_labels = config.num_labels
-        self.backbone = Data2VecVisionModel(config, add_pooling_layer=True)
         # num_labels=0: no classifier, the logits are the pooled features
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
@@ -39,12 +40,7 @@ class Data2VecVisionForImageClassification(Data2VecVisionPreTrainedModel):
         """labels: (batch,) class ids, (batch,) or (batch, num_labels) floats for regression,
         (batch, num_labels) 0/1 floats for multi-label; ``config.problem_type`` decides, or the
         labels' dtype and ``num_labels`` when it is unset."""
-        outputs = self.backbone(
-            pixel_values,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-        )
+        outputs = self.run_backbone(locals())
         logits = self.classifier(outputs.pooler_output)  # (batch, num_labels)
         loss = None
         if labels is not None:
@@ -171,14 +167,14 @@ class FCNHead(nn.Module):
         return self.classifier(out)
 
 
-class Data2VecVisionForSemanticSegmentation(Data2VecVisionPreTrainedModel):
+class Data2VecVisionForSemanticSegmentation(HeadModel):
     """Per-pixel classes. Logits come at 4x the patch grid (1/4 of the image for 16-pixel patches);
     the loss upsamples them bilinearly to the label map's size."""
 
+    backbone_class = Data2VecVisionModel
     head_keys = checkpoint_keys.SEMANTIC_SEGMENTATION_KEYS
 
     def __init__(self, config: Data2VecVisionConfig) -> None:
-        super().__init__(config)
         indices = list(config.out_indices)
         last = config.num_hidden_layers + 1
         if len(indices) != 4 or len(set(indices)) != 4 or not all(1 <= k <= last for k in indices):
@@ -187,8 +183,8 @@ class Data2VecVisionForSemanticSegmentation(Data2VecVisionPreTrainedModel):
                 f"(num_hidden_layers + 1) naming the encoder outputs hidden_states[k - 1] of the feature "
                 f"pyramid, got {config.out_indices}; e.g. [3, 5, 7, 11] for a 12-layer model"
             )
+        super().__init__(config, add_pooling_layer=False)
         self.num_labels = config.num_labels
-        self.backbone = Data2VecVisionModel(config, add_pooling_layer=False)
         self.feature_pyramid = FeaturePyramid(config.hidden_size)
         self.decode_head = UperNetHead(config)
         self.auxiliary_head = FCNHead(config) if config.use_auxiliary_head else None
@@ -213,12 +209,12 @@ class Data2VecVisionForSemanticSegmentation(Data2VecVisionPreTrainedModel):
             raise ValueError(
                 f"semantic segmentation with labels needs num_labels >= 2, the model has {self.config.num_labels}"
             )
-        expected = (pixel_values.shape[0], *pixel_values.shape[2:])
-        if tuple(labels.shape) != expected:
+        batch = pixel_values.shape[0]
+        if labels.dim() != 3 or labels.shape[0] != batch:
             raise ValueError(
                 f"labels have shape {tuple(labels.shape)} but the images are {tuple(pixel_values.shape)}: "
-                f"expected a (batch, height, width) = {expected} map of class ids (resize the label maps "
-                "with the images, nearest-neighbour)"
+                f"expected a (batch, height, width) map of class ids per image, batch = {batch} (the map may "
+                "have its own resolution: the logits are upsampled to it)"
             )
         if labels.is_floating_point():
             raise ValueError(f"labels must be integer class ids, got {labels.dtype}")
@@ -235,22 +231,22 @@ class Data2VecVisionForSemanticSegmentation(Data2VecVisionPreTrainedModel):
         """labels: (batch, height, width) class ids of every pixel of the input images."""
         if labels is not None:
             labels = self._check_labels(labels, pixel_values)
-        outputs = self.backbone(
-            pixel_values,
+        embedded = self.backbone.embed(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+        # out_indices k names hidden_states[k - 1]: the embedding output for k = 1, else block k - 1's output
+        outputs = self.backbone.encoder(
+            embedded.hidden_states,
+            embedded.attention_bias,
+            indices=[k - 1 for k in sorted(self.config.out_indices)],
+            stop_early=not (output_hidden_states or output_attentions),
+            output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
-            output_hidden_states=True,  # the pyramid reads intermediate layers
-            interpolate_pos_encoding=interpolate_pos_encoding,
         )
-        rows, cols = self.backbone.patch_grid_of(pixel_values, interpolate_pos_encoding)
-        # hidden_states[0] is the embedding output, so k names the output of block k - 1 (1-based)
-        selected = [outputs.hidden_states[k - 1] for k in sorted(self.config.out_indices)]
+        rows, cols = embedded.extras["grid"]
         feature_maps = [
-            state[:, 1:].transpose(1, 2).reshape(state.shape[0], -1, rows, cols) for state in selected
+            state[:, 1:].transpose(1, 2).reshape(state.shape[0], -1, rows, cols) for state in outputs.intermediates
         ]  # 4 x (batch, hidden, rows, cols), CLS dropped
         pyramid = self.feature_pyramid(feature_maps)
         logits = self.decode_head(pyramid)  # (batch, num_labels, 4 * rows, 4 * cols)
         auxiliary_logits = self.auxiliary_head(pyramid) if self.auxiliary_head is not None else None
         loss = self.compute_loss(logits, auxiliary_logits, labels) if labels is not None else None
-        return PredictionOutput(
-            loss, logits, outputs.hidden_states if output_hidden_states else None, outputs.attentions
-        )
+        return PredictionOutput(loss, logits, outputs.hidden_states, outputs.attentions)

@@ -27,7 +27,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 import PIL.Image
@@ -35,7 +35,7 @@ import PIL.ImageOps
 import torch
 import torch.nn.functional as F
 
-from data2vec.core.hub import resolve_file
+from data2vec.core.preprocessing import Batch, Preprocessor, PretrainedFiles, write_json
 
 PREPROCESSOR_CONFIG_FILE = "preprocessor_config.json"
 REFERENCE_PROCESSOR_TYPE = "BeitImageProcessor"
@@ -47,18 +47,8 @@ _CLASS_NAME_KEYS = ("image_processor_type", "feature_extractor_type", "processor
 _RESAMPLE_NAMES = {int(member): member.name.lower() for member in PIL.Image.Resampling}
 
 
-class ImageBatch(dict):
-    """The processor's result: a dict (``pixel_values``, optionally ``labels``) that also
-    reads by attribute (``batch.pixel_values``) and moves tensors with ``batch.to(device)``."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"ImageBatch has no field {name!r}; fields: {sorted(self)}") from None
-
-    def to(self, device: str | torch.device) -> "ImageBatch":
-        return ImageBatch({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.items()})
+# The batch type of every preprocessor; the name stays for code that imports it from here.
+ImageBatch = Batch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,11 +111,17 @@ def _open_image_file(path: str | os.PathLike, *, as_rgb: bool) -> PIL.Image.Imag
     return image.convert("RGB") if as_rgb else image
 
 
-def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    tensor = tensor.detach().cpu()
-    if tensor.dtype == torch.bfloat16:
-        tensor = tensor.float()
-    return tensor.numpy()
+def _as_numpy(value: Any, what: str) -> np.ndarray:
+    """A numpy array or torch tensor -> numpy array; anything else is a TypeError naming ``what``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{what} is a {type(value).__name__}; expected a PIL image, a numpy array, "
+            "a torch tensor or the path of an image file"
+        )
+    return value
 
 
 def _pil_to_rgb(image: PIL.Image.Image) -> np.ndarray:
@@ -185,13 +181,7 @@ def _image_to_rgb_array(image: Any, index: int) -> np.ndarray:
         image = _open_image_file(image, as_rgb=True)
     if isinstance(image, PIL.Image.Image):
         return _pil_to_rgb(image)
-    if isinstance(image, torch.Tensor):
-        image = _tensor_to_numpy(image)
-    if not isinstance(image, np.ndarray):
-        raise TypeError(
-            f"image {index} is a {type(image).__name__}; expected a PIL image, a numpy array, "
-            "a torch tensor or the path of an image file"
-        )
+    image = _as_numpy(image, f"image {index}")
     if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
         raise TypeError(f"image {index} has dtype {image.dtype}; expected integer (0..255) or float values")
     image = _channel_first(image)
@@ -212,13 +202,7 @@ def _label_map_to_array(label_map: Any, index: int) -> np.ndarray:
                 f"segmentation map {index} is a {mode} image; it must have a single channel of class ids "
                 "(PIL mode L, P or I, or a 2-D array)"
             )
-    if isinstance(label_map, torch.Tensor):
-        label_map = _tensor_to_numpy(label_map)
-    if not isinstance(label_map, np.ndarray):
-        raise TypeError(
-            f"segmentation map {index} is a {type(label_map).__name__}; expected a PIL image, "
-            "a numpy array, a torch tensor or the path of an image file"
-        )
+    label_map = _as_numpy(label_map, f"segmentation map {index}")
     if label_map.ndim != 2:
         raise ValueError(
             f"segmentation map {index} must be 2-D (H, W) class ids; got shape {tuple(label_map.shape)}"
@@ -332,10 +316,14 @@ def _reduce_labels(label_map: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-class Data2VecVisionImageProcessor:
+class Data2VecVisionImageProcessor(Preprocessor):
     """Turns images into ``pixel_values`` (batch, 3, height, width) float32 and segmentation
     maps into ``labels`` (batch, height, width) int64. Defaults are those of the reference
-    library's BEiT image processor; ``from_pretrained`` reads a checkpoint's settings."""
+    library's BEiT image processor; ``from_pretrained`` reads a checkpoint's settings from
+    ``preprocessor_config.json`` (keyword arguments override single settings: ``size=384``)
+    and ``save_pretrained`` writes that file."""
+
+    config_file: ClassVar[str] = PREPROCESSOR_CONFIG_FILE
 
     def __init__(
         self,
@@ -418,33 +406,11 @@ class Data2VecVisionImageProcessor:
         return cls(**settings, extra_config=config)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path_or_repo: str | os.PathLike,
-        *,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        **overrides: Any,
-    ) -> "Data2VecVisionImageProcessor":
-        """Read ``preprocessor_config.json`` from a folder or a Hub repo id; keyword arguments
-        override single settings (``size=384``)."""
-        path = resolve_file(path_or_repo, PREPROCESSOR_CONFIG_FILE, revision=revision, cache_dir=cache_dir)
-        with open(path, encoding="utf-8") as file:
-            try:
-                config = json.load(file)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} is not valid JSON: {error}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{path} must hold a JSON object of settings; got {type(config).__name__}")
-        return cls.from_dict(config, **overrides)
+    def _from_files(cls, files: PretrainedFiles, overrides: dict[str, Any]) -> "Data2VecVisionImageProcessor":
+        return cls.from_dict(files.read_json(cls.config_file), **overrides)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``preprocessor_config.json`` into ``directory`` (created if needed); returns its path."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / PREPROCESSOR_CONFIG_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return path
+    def _save_files(self, directory: Path) -> Path:
+        return write_json(directory / self.config_file, self.to_dict(), sort_keys=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({json.dumps(self.to_dict(), sort_keys=True)})"
@@ -468,7 +434,7 @@ class Data2VecVisionImageProcessor:
         image_std: float | Sequence[float] | None = None,
         do_reduce_labels: bool | None = None,
         return_tensors: str | None = "pt",
-    ) -> ImageBatch:
+    ) -> Batch:
         """Images: PIL images (any mode), numpy arrays / torch tensors (H, W), (C, H, W) or
         (H, W, C) with 1, 3 or 4 channels, uint8 in [0, 255] or float (in [0, 1] when
         resizing), image file paths; one, a list, or a 4-D batch. Segmentation maps: 2-D class
@@ -491,7 +457,7 @@ class Data2VecVisionImageProcessor:
         )
 
         rgb_images = [_image_to_rgb_array(image, i) for i, image in enumerate(_as_list(images, 3, "images"))]
-        batch = ImageBatch(pixel_values=[settings._process_image(image) for image in rgb_images])
+        batch = Batch({"pixel_values": [settings._process_image(image) for image in rgb_images]})
 
         if segmentation_maps is not None:
             maps = _as_list(segmentation_maps, 2, "segmentation maps")
@@ -508,16 +474,12 @@ class Data2VecVisionImageProcessor:
                     )
             batch["labels"] = [settings._process_label_map(label_map) for label_map in label_maps]
 
-        if return_tensors is not None:
-            for key, arrays in batch.items():
-                shapes = {array.shape for array in arrays}
-                if len(shapes) > 1:
-                    raise ValueError(
-                        f"cannot stack {key} of different sizes {sorted(shapes)} into one tensor: resize or "
-                        "center crop to one size, or pass return_tensors=None to get a list"
-                    )
-                stacked = np.stack(arrays)
-                batch[key] = torch.from_numpy(stacked) if return_tensors == "pt" else stacked
+        if return_tensors is not None:  # (batch, 3, height, width) and (batch, height, width)
+            batch.convert_to_tensors(
+                return_tensors,
+                unit="pixels",
+                remedy="resize or center crop to one size, or pass return_tensors=None to get a list",
+            )
         return batch
 
     __call__ = preprocess

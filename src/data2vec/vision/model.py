@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from ..core.attention import Attention
-from ..core.layers import TransformerBlock
-from ..core.modeling import PreTrainedModel, init_standard
+from ..core.encoder import AttentionBias, Encoder
+from ..core.layers import PreNormBlock, block_arguments
+from ..core.modeling import Backbone, Embedded, ModelFamily, init_standard
 from ..core.outputs import EncoderOutput
 from . import checkpoint_keys
 from .config import Data2VecVisionConfig
@@ -32,31 +33,31 @@ class VisionPooler(nn.Module):
         return self.norm(hidden_states[:, 1:].mean(dim=1))  # (batch, hidden)
 
 
-class Data2VecVisionPreTrainedModel(PreTrainedModel):
-    config_class = Data2VecVisionConfig
-    reference_prefix = "data2vec_vision"
-    backbone_keys = checkpoint_keys.BACKBONE_KEYS
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if init_standard(module, self.config.initializer_range, linear_types=(nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            return
-        if isinstance(module, VisionEmbeddings):
-            for token in (module.cls_token, module.mask_token, module.position_embeddings):
-                if token is not None:
-                    nn.init.zeros_(token)
-        elif isinstance(module, RelativePositionBias):
-            nn.init.zeros_(module.table)
-        elif isinstance(module, Attention) and hasattr(module, "query_bias"):
-            nn.init.zeros_(module.query_bias)
-            nn.init.zeros_(module.value_bias)
-        elif isinstance(module, TransformerBlock) and module.attention_scale is not None:
-            nn.init.constant_(module.attention_scale, self.config.layer_scale_init_value)
-            nn.init.constant_(module.mlp_scale, self.config.layer_scale_init_value)
+def _init_vision_weights(config: Data2VecVisionConfig, module: nn.Module) -> None:
+    if init_standard(module, config.initializer_range, linear_types=(nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        return
+    if isinstance(module, VisionEmbeddings):
+        for token in (module.cls_token, module.mask_token, module.position_embeddings):
+            if token is not None:
+                nn.init.zeros_(token)
+    elif isinstance(module, RelativePositionBias):
+        nn.init.zeros_(module.table)
+    elif isinstance(module, Attention) and hasattr(module, "query_bias"):
+        nn.init.zeros_(module.query_bias)
+        nn.init.zeros_(module.value_bias)
+    elif isinstance(module, PreNormBlock) and module.attention_scale is not None:
+        nn.init.constant_(module.attention_scale, config.layer_scale_init_value)
+        nn.init.constant_(module.mlp_scale, config.layer_scale_init_value)
 
 
-class Data2VecVisionModel(Data2VecVisionPreTrainedModel):
+VISION = ModelFamily(Data2VecVisionConfig, "data2vec_vision", checkpoint_keys.BACKBONE_KEYS, _init_vision_weights)
+
+
+class Data2VecVisionModel(Backbone):
     """The image encoder. ``add_pooling_layer`` (off by default, as in the reference) adds
     ``pooler_output``: the LayerNorm'd mean of the patch tokens, or the CLS token."""
+
+    family = VISION
 
     def __init__(self, config: Data2VecVisionConfig, add_pooling_layer: bool = False) -> None:
         super().__init__(config)
@@ -70,22 +71,11 @@ class Data2VecVisionModel(Data2VecVisionPreTrainedModel):
             if config.use_relative_position_bias
             else None
         )
+        block = block_arguments(config, config.hidden_dropout_prob, config.attention_probs_dropout_prob)
         # stochastic depth grows linearly from 0 at the first layer to drop_path_rate at the last
         drop_path_rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
-        self.layers = nn.ModuleList(
-            TransformerBlock(
-                config.hidden_size,
-                config.num_attention_heads,
-                config.intermediate_size,
-                act=config.hidden_act,
-                norm_first=True,
-                layer_norm_eps=config.layer_norm_eps,
-                hidden_dropout=config.hidden_dropout_prob,
-                attention_dropout=config.attention_probs_dropout_prob,
-                layer_scale_init_value=config.layer_scale_init_value,
-                drop_path_rate=rate,
-                qkv_bias="query_value",
-            )
+        self.encoder = Encoder(
+            PreNormBlock(**block, layer_scale_init_value=config.layer_scale_init_value, drop_path_rate=rate, qkv_bias="query_value")
             for rate in drop_path_rates
         )
         self.norm = None if config.use_mean_pooling else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -134,13 +124,35 @@ class Data2VecVisionModel(Data2VecVisionPreTrainedModel):
             raise ValueError(f"bool_masked_pos must be bool (or 0/1 integers), got {bool_masked_pos.dtype}")
         return bool_masked_pos.to(device=self.embeddings.cls_token.device, dtype=torch.bool)
 
-    def attention_bias(self, grid: tuple[int, int], layer_index: int, shared: torch.Tensor | None) -> torch.Tensor | None:
-        """The additive relative position bias of one layer: (1, heads, tokens, tokens) or None."""
-        bias = shared
-        if self.layer_relative_position_biases is not None:
-            own = self.layer_relative_position_biases[layer_index](grid)
-            bias = own if bias is None else bias + own
-        return bias
+    def attention_bias(self, grid: tuple[int, int]) -> AttentionBias:
+        """The additive relative position bias (1, heads, tokens, tokens): one tensor for every
+        block (shared table only), a function of the block index (per-block tables), or None."""
+        shared = self.shared_relative_position_bias(grid) if self.shared_relative_position_bias is not None else None
+        if self.layer_relative_position_biases is None:
+            return shared
+
+        def bias_of_block(index: int) -> torch.Tensor:
+            own = self.layer_relative_position_biases[index](grid)
+            return own if shared is None else shared + own
+
+        return bias_of_block
+
+    def embed(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+    ) -> Embedded:
+        """Check the images; patches + CLS (+ mask token, + absolute positions) and the relative
+        position bias. ``extras["grid"]``: the (rows, columns) patch grid."""
+        grid = self.patch_grid_of(pixel_values, interpolate_pos_encoding)
+        if bool_masked_pos is not None:
+            bool_masked_pos = self._check_mask(bool_masked_pos, pixel_values.shape[0], grid)
+        hidden_states = self.embeddings(pixel_values, bool_masked_pos)  # (batch, 1 + patches, hidden)
+        return Embedded(hidden_states, self.attention_bias(grid), {"grid": grid})
+
+    def final_states(self, hidden_states: torch.Tensor, embedded: Embedded) -> torch.Tensor:
+        return self.norm(hidden_states) if self.norm is not None else hidden_states
 
     def forward(
         self,
@@ -149,41 +161,11 @@ class Data2VecVisionModel(Data2VecVisionPreTrainedModel):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         interpolate_pos_encoding: bool = False,
-        output_feed_forward_states: bool = False,
     ) -> EncoderOutput:
         """pixel_values: (batch, num_channels, height, width). bool_masked_pos: (batch, patches),
         True where the patch is replaced by the mask token (needs ``use_mask_token``).
 
         ``hidden_states`` are the embeddings and each block's output (the residual stream,
-        before the final LayerNorm): the targets of data2vec vision pretraining.
-        ``output_feed_forward_states`` adds, as the extra attribute ``feed_forward_states``,
-        each block's feed-forward output before layer scale and the residual."""
-        grid = self.patch_grid_of(pixel_values, interpolate_pos_encoding)
-        if bool_masked_pos is not None:
-            bool_masked_pos = self._check_mask(bool_masked_pos, pixel_values.shape[0], grid)
-        hidden_states = self.embeddings(pixel_values, bool_masked_pos)  # (batch, 1 + patches, hidden)
-        shared = self.shared_relative_position_bias(grid) if self.shared_relative_position_bias is not None else None
-
-        all_hidden = [hidden_states] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
-        feed_forward_states = [] if output_feed_forward_states else None
-        for index, layer in enumerate(self.layers):
-            result = layer(hidden_states, self.attention_bias(grid, index, shared), output_attentions=output_attentions)
-            hidden_states = result.hidden_states
-            if all_hidden is not None:
-                all_hidden.append(hidden_states)
-            if all_attentions is not None:
-                all_attentions.append(result.attention)
-            if feed_forward_states is not None:
-                feed_forward_states.append(result.feed_forward_output)
-
-        sequence_output = self.norm(hidden_states) if self.norm is not None else hidden_states
-        output = EncoderOutput(
-            last_hidden_state=sequence_output,
-            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
-            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
-            attentions=tuple(all_attentions) if all_attentions is not None else None,
-        )
-        if feed_forward_states is not None:
-            output.feed_forward_states = tuple(feed_forward_states)
-        return output
+        before the final LayerNorm): the targets of data2vec vision pretraining."""
+        embedded = self.embed(pixel_values, bool_masked_pos, interpolate_pos_encoding)
+        return EncoderOutput.from_result(self.run_encoder(embedded, output_attentions, output_hidden_states), self.pooler)

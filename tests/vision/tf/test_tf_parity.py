@@ -197,4 +197,4 @@ def test_fresh_models_initialise_like_the_pytorch_classes():
             assert abs(mine.float().std() - tensor.float().std()) < 0.005, key
         elif tensor.unique().numel() == 1:  # constants (zeros, ones, layer scale): equal
             assert torch.equal(mine, tensor), key
-    assert torch.equal(ours_tf["backbone.layers.1.attention_scale"], torch.full((64,), 0.2))
+    assert torch.equal(ours_tf["backbone.encoder.layers.1.attention_scale"], torch.full((64,), 0.2))

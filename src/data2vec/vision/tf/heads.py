@@ -257,13 +257,12 @@ class TFData2VecVisionForSemanticSegmentation(TFData2VecVisionPreTrainedModel):
         """labels: (batch, height, width) class ids of every pixel of the input images."""
         if labels is not None:
             labels = self._check_labels(labels, pixel_values)
-        outputs = self.backbone(
-            pixel_values, output_attentions=output_attentions, output_hidden_states=True,  # the pyramid reads layers
-            interpolate_pos_encoding=interpolate_pos_encoding, training=training,
+        embedded, bias, (rows, cols) = self.backbone.embed(pixel_values, None, interpolate_pos_encoding, training)
+        # out_indices k names hidden_states[k - 1]: the embedding output for k = 1, else block k - 1's output
+        _, selected, all_hidden, attentions = self.backbone.encoder(
+            embedded, attention_bias=bias, indices=[k - 1 for k in sorted(self.config.out_indices)],
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, training=training,
         )
-        rows, cols = self.backbone.patch_grid_of(pixel_values, interpolate_pos_encoding)
-        # hidden_states[0] is the embedding output, so k names the output of block k - 1 (1-based)
-        selected = [outputs.hidden_states[k - 1] for k in sorted(self.config.out_indices)]
         hidden = self.config.hidden_size
         feature_maps = [ops.reshape(state[:, 1:], (-1, rows, cols, hidden)) for state in selected]  # CLS dropped
         pyramid = self.feature_pyramid(feature_maps, training=training)
@@ -273,6 +272,6 @@ class TFData2VecVisionForSemanticSegmentation(TFData2VecVisionPreTrainedModel):
         return TFPredictionOutput(
             loss,
             ops.transpose(logits, (0, 3, 1, 2)),  # (batch, num_labels, 4 * rows, 4 * cols)
-            outputs.hidden_states if output_hidden_states else None,
-            outputs.attentions,
+            all_hidden,
+            attentions,
         )

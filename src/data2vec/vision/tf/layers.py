@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from keras import ops
 
+from ...core.encoder import resolve_indices
 from ..config import Data2VecVisionConfig, as_pair
 from ..embeddings import relative_position_index
 from . import resize
@@ -212,8 +213,9 @@ class DropPath(keras.layers.Layer):
         return x * ops.cast(noise < keep, x.dtype) / keep
 
 
-class TransformerBlock(keras.layers.Layer):
-    """Pre-norm block: x = x + drop_path(scale * attention(norm(x))); x = x + drop_path(scale * mlp(norm(x)))."""
+class PreNormBlock(keras.layers.Layer):
+    """Pre-norm block (``core.layers.PreNormBlock``):
+    x = x + drop_path(scale * attention(norm(x))); x = x + drop_path(scale * mlp(norm(x)))."""
 
     def __init__(self, config: Data2VecVisionConfig, drop_path_rate: float, name: str) -> None:
         super().__init__(name=name)
@@ -244,6 +246,43 @@ class TransformerBlock(keras.layers.Layer):
         if self.mlp_scale is not None:
             branch = self.mlp_scale * branch
         return hidden_states + self.drop_path(branch, training=training), probabilities
+
+
+class Encoder(keras.layers.Layer):
+    """The block loop (``core.encoder.Encoder``): ``attention_bias`` is one tensor for every block,
+    a function of the block index, or None; ``indices`` picks block outputs in hidden-state
+    numbering (0 = input, n = block n, negative from the end)."""
+
+    def __init__(self, config: Data2VecVisionConfig, name: str = "encoder") -> None:
+        super().__init__(name=name)
+        self.blocks = [  # PyTorch: ``layers``
+            PreNormBlock(config, rate, f"layers.{index}") for index, rate in enumerate(drop_path_rates(config))
+        ]
+        self.built = True
+
+    def call(self, hidden_states, attention_bias=None, indices=(), output_hidden_states=False,
+             output_attentions=False, training=False):
+        """Returns (last hidden states, the asked-for block outputs, all hidden states or None,
+        attentions or None)."""
+        wanted = resolve_indices(list(indices), len(self.blocks))
+        collected = {0: hidden_states}
+        all_hidden = [hidden_states] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        for index, block in enumerate(self.blocks):
+            bias = attention_bias(index) if callable(attention_bias) else attention_bias
+            hidden_states, probabilities = block(hidden_states, bias, training=training)
+            if index + 1 in wanted:
+                collected[index + 1] = hidden_states
+            if all_hidden is not None:
+                all_hidden.append(hidden_states)
+            if all_attentions is not None:
+                all_attentions.append(probabilities)
+        return (
+            hidden_states,
+            tuple(collected[number] for number in wanted),
+            tuple(all_hidden) if all_hidden is not None else None,
+            tuple(all_attentions) if all_attentions is not None else None,
+        )
 
 
 class VisionPooler(keras.layers.Layer):

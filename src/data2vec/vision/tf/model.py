@@ -20,7 +20,7 @@ from keras import ops
 from ..config import Data2VecVisionConfig, as_pair
 from ..model import Data2VecVisionModel
 from . import weights
-from .layers import RelativePositionBias, TransformerBlock, VisionEmbeddings, VisionPooler, drop_path_rates, layer_norm
+from .layers import Encoder, RelativePositionBias, VisionEmbeddings, VisionPooler, layer_norm
 from .outputs import TFEncoderOutput
 
 
@@ -136,9 +136,7 @@ class TFData2VecVisionModel(TFData2VecVisionPreTrainedModel):
             if config.use_relative_position_bias
             else None
         )
-        self.blocks = [  # PyTorch: ``layers`` (a name keras.Model reserves)
-            TransformerBlock(config, rate, f"layers.{index}") for index, rate in enumerate(drop_path_rates(config))
-        ]
+        self.encoder = Encoder(config)
         self.norm = None if config.use_mean_pooling else layer_norm(config.hidden_size, config.layer_norm_eps, "norm")
         self.pooler = VisionPooler(config) if add_pooling_layer else None
         self.built = True
@@ -198,35 +196,42 @@ class TFData2VecVisionModel(TFData2VecVisionPreTrainedModel):
             raise ValueError(f"bool_masked_pos must be bool (or 0/1 integers), got {dtype}")
         return ops.cast(bool_masked_pos, "bool")
 
+    def attention_bias(self, grid: tuple[int, int]):
+        """The relative position bias (1, heads, tokens, tokens): a tensor, a function of the block
+        index (per-block tables) or None, as in the PyTorch class."""
+        shared = self.shared_relative_position_bias.bias_for(grid) if self.shared_relative_position_bias else None
+        if self.layer_relative_position_biases is None:
+            return shared
+
+        def bias_of_block(index: int):
+            own = self.layer_relative_position_biases[index].bias_for(grid)
+            return own if shared is None else shared + own
+
+        return bias_of_block
+
+    def embed(self, pixel_values, bool_masked_pos=None, interpolate_pos_encoding=False, training=False):
+        """Check the images; returns (embeddings (batch, 1 + patches, hidden), attention bias, grid)."""
+        images = self.channels_last(pixel_values)  # (batch, height, width, channels)
+        grid = self.patch_grid_of(pixel_values, interpolate_pos_encoding)
+        if bool_masked_pos is not None:
+            bool_masked_pos = self._check_mask(bool_masked_pos, images.shape[0], grid)
+        hidden_states = self.embeddings(images, bool_masked_pos, training=training)
+        return hidden_states, self.attention_bias(grid), grid
+
     def call(self, pixel_values, bool_masked_pos=None, output_attentions=False, output_hidden_states=False,
              interpolate_pos_encoding=False, training=False) -> TFEncoderOutput:
         """pixel_values: (batch, num_channels, height, width). bool_masked_pos: (batch, patches),
         True where the patch is replaced by the mask token (needs ``use_mask_token``).
         ``hidden_states`` are the embeddings and each block's output (before the final LayerNorm)."""
-        images = self.channels_last(pixel_values)  # (batch, height, width, channels)
-        grid = self.patch_grid_of(pixel_values, interpolate_pos_encoding)
-        if bool_masked_pos is not None:
-            bool_masked_pos = self._check_mask(bool_masked_pos, images.shape[0], grid)
-        hidden_states = self.embeddings(images, bool_masked_pos, training=training)  # (batch, 1 + patches, hidden)
-        shared = self.shared_relative_position_bias.bias_for(grid) if self.shared_relative_position_bias else None
-
-        all_hidden = [hidden_states] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
-        for index, block in enumerate(self.blocks):
-            bias = shared  # (1, heads, tokens, tokens) or None
-            if self.layer_relative_position_biases is not None:
-                own = self.layer_relative_position_biases[index].bias_for(grid)
-                bias = own if bias is None else bias + own
-            hidden_states, probabilities = block(hidden_states, bias, training=training)
-            if all_hidden is not None:
-                all_hidden.append(hidden_states)
-            if all_attentions is not None:
-                all_attentions.append(probabilities)
-
+        hidden_states, bias, _ = self.embed(pixel_values, bool_masked_pos, interpolate_pos_encoding, training)
+        hidden_states, _, all_hidden, all_attentions = self.encoder(
+            hidden_states, attention_bias=bias, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            training=training,
+        )
         sequence_output = self.norm(hidden_states) if self.norm is not None else hidden_states
         return TFEncoderOutput(
             last_hidden_state=sequence_output,
             pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
-            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
-            attentions=tuple(all_attentions) if all_attentions is not None else None,
+            hidden_states=all_hidden,
+            attentions=all_attentions,
         )

@@ -2,8 +2,8 @@
 
 Every layer of the Keras models is named after the PyTorch module it mirrors, so a variable's
 PyTorch name is the path of layer names down to it plus the variable's own name, e.g.
-``backbone`` / ``layers.3`` / ``attention`` / ``qkv`` / ``kernel`` ->
-``backbone.layers.3.attention.qkv.weight``. Keras' own layers name their variables
+``backbone`` / ``encoder`` / ``layers.3`` / ``attention`` / ``qkv`` / ``kernel`` ->
+``backbone.encoder.layers.3.attention.qkv.weight``. Keras' own layers name their variables
 differently and store kernels in another layout; ``BUILTIN_VARIABLES`` says how. (Keras'
 own ``variable.path`` is not used: it does not nest the names of layers built in ``__init__``.)
 

@@ -64,7 +64,7 @@ def classifier_from(config: Data2VecVisionConfig, backbone_state: dict | None, s
     return model
 
 
-def run(out_dir: str | Path = "runs/image-demo", seeds: int = 3, pretrain_steps: int | None = None) -> dict:
+def run(out_dir: str | Path = "runs/vision-demo", seeds: int = 3, pretrain_steps: int | None = None) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
