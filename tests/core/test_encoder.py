@@ -251,3 +251,24 @@ def test_the_training_loops_stop_validating_after_the_first_batch():
     finetune(head, torch.randint(3, 60, (6, 5)), torch.tensor([0, 1, 0, 1, 0, 1]), settings, input_name="input_ids",
              progress=False)
     assert seen == [None, False, False]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_forward_never_waits_for_the_device(family):
+    """Item 8 of the architecture issue: with inputs on the GPU, the default forward (and a
+    training step after the first batch) performs no host synchronisation."""
+    model, inputs = backbone(family)
+    model = model.cuda().eval()
+    inputs = {name: value.cuda() for name, value in inputs.items()}
+    model(**inputs)  # warm-up: lazy CUDA initialisation may synchronise once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.no_grad():
+            model(**inputs, output_hidden_states=True)
+            model.forward_intermediates(**inputs, indices=2, kind="feed_forward")
+        model.train()
+        model(**inputs).last_hidden_state.float().square().mean().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -132,7 +132,11 @@ class Data2VecAudioForCTC(_AudioHeadModel):
         vocab_size = self.config.vocab_size
         if labels.dim() != 2:
             raise ValueError(f"labels must be (batch, target_length) token ids, got shape {tuple(labels.shape)}")
-        if labels.numel() and int(labels.max()) >= vocab_size:
+        if self.config.pad_token_id is None:
+            raise ValueError("the CTC loss uses config.pad_token_id as its blank id, but it is None: set pad_token_id")
+        if not labels.numel() or not self.should_validate(labels):  # the checks below read the values
+            return
+        if int(labels.max()) >= vocab_size:
             raise ValueError(
                 f"label id {int(labels.max())} is outside the vocabulary of {vocab_size} ids (config.vocab_size): "
                 "encode transcripts with this model's tokenizer, or set vocab_size to the tokenizer's size"
@@ -142,8 +146,6 @@ class Data2VecAudioForCTC(_AudioHeadModel):
             raise ValueError(
                 f"label id {int(labels[invalid][0])} is negative: use {IGNORE_INDEX} for padding and ids in [0, {vocab_size})"
             )
-        if self.config.pad_token_id is None:
-            raise ValueError("the CTC loss uses config.pad_token_id as its blank id, but it is None: set pad_token_id")
 
     def predict(self, states, adapted, attention_mask, input_values, labels) -> PredictionOutput:
         """labels: (batch, target_length) character ids, padded with -100. The loss is CTC with the
@@ -302,7 +304,9 @@ class Data2VecAudioForXVector(_AudioHeadModel):
             nn.init.normal_(module.weight)
 
     def check_labels(self, labels: torch.Tensor) -> None:
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.config.num_labels):
+        if not labels.numel() or not self.should_validate(labels):  # reading the values waits for the device
+            return
+        if int(labels.min()) < 0 or int(labels.max()) >= self.config.num_labels:
             raise ValueError(
                 f"speaker labels must lie in [0, {self.config.num_labels}) (config.num_labels), "
                 f"got values from {int(labels.min())} to {int(labels.max())}"

@@ -119,10 +119,15 @@ def unchanged(*templates: str) -> list[tuple[str, str]]:
     return [(template, template) for template in templates]
 
 
+def renames_under(reference_prefix: str, our_prefix: str, suffixes: dict[str, str]) -> list[tuple[str, str]]:
+    """Renames of one module's parameters: ``reference_prefix`` + reference suffix <->
+    ``our_prefix`` + our suffix, for each (reference suffix: our suffix) of ``suffixes``."""
+    return [(reference_prefix + reference, our_prefix + ours) for reference, ours in suffixes.items()]
+
+
 def block_renames(reference_block: str, suffixes: dict[str, str]) -> list[tuple[str, str]]:
-    """Renames of every block's parameters: ``reference_block`` + reference suffix <->
-    ``OUR_BLOCK`` + our suffix, for each (reference suffix: our suffix) of ``suffixes``."""
-    return [(reference_block + reference, OUR_BLOCK + ours) for reference, ours in suffixes.items()]
+    """``renames_under`` for every block: ``reference_block`` (with ``{i}``) <-> ``OUR_BLOCK``."""
+    return renames_under(reference_block, OUR_BLOCK, suffixes)
 
 
 def block_fused(reference_block: str, references: tuple[str, ...], ours: str) -> tuple[tuple[str, ...], str]:

@@ -10,6 +10,7 @@ passes its block class to ``core.encoder.Encoder``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -31,27 +32,29 @@ def _gelu_python(x: torch.Tensor) -> torch.Tensor:
     return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
+# names the reference gives to a function that has another name here too
+ACTIVATION_ALIASES = {"gelu_new": "gelu_pytorch_tanh", "gelu_fast": "gelu_pytorch_tanh", "swish": "silu"}
 ACTIVATIONS = {
     "gelu": F.gelu,
     "gelu_python": _gelu_python,
-    "gelu_new": _gelu_tanh,
-    "gelu_fast": _gelu_tanh,
     "gelu_pytorch_tanh": _gelu_tanh,
     "quick_gelu": _quick_gelu,
     "relu": F.relu,
     "silu": F.silu,
-    "swish": F.silu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
     "linear": lambda x: x,
 }
 
 
-def activation(name: str):
+def activation(name: str, functions: Mapping[str, Callable] = ACTIVATIONS) -> Callable:
+    """The function the reference calls ``name``, from ``functions`` (this framework's, by
+    un-aliased name: ``ACTIVATIONS``, or the Keras port's)."""
     try:
-        return ACTIVATIONS[name]
+        return functions[ACTIVATION_ALIASES.get(name, name)]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+        names = sorted(set(functions) | set(ACTIVATION_ALIASES))
+        raise ValueError(f"unknown activation {name!r}; choose one of {names}") from None
 
 
 class DropPath(nn.Module):

@@ -45,72 +45,66 @@ class ModelOutput:
         return key in self.keys()
 
 
-@dataclasses.dataclass
-class EncoderOutput(ModelOutput):
-    """Backbone output (text, vision): final states, optional pooled vector, per-layer tensors."""
-
-    last_hidden_state: Tensor | None = None
-    pooler_output: Tensor | None = None
-    hidden_states: Tensors | None = None
-    past_key_values: tuple | None = None
-    attentions: Tensors | None = None
-    cross_attentions: Tensors | None = None
-
-    @classmethod
-    def from_result(cls, result: EncoderResult, pooler: Callable[[Tensor], Tensor] | None) -> EncoderOutput:
-        """The output of a backbone whose encoder gave ``result``; ``pooler``: its pooler, if any."""
-        last = result.last_hidden_state
-        return cls(
-            last_hidden_state=last,
-            pooler_output=pooler(last) if pooler is not None else None,
-            hidden_states=result.hidden_states,
-            past_key_values=result.past_key_values,
-            attentions=result.attentions,
-            cross_attentions=result.cross_attentions or None,
-        )
+# Every field an output may have, with its type. An output class lists its fields in the
+# reference's order (positions count: ``out[0]``); each is optional (None by default).
+FIELD_TYPES: dict[str, Any] = {
+    "loss": Tensor,
+    "logits": Tensor,
+    "start_logits": Tensor,
+    "end_logits": Tensor,
+    "embeddings": Tensor,
+    "last_hidden_state": Tensor,
+    "pooler_output": Tensor,
+    "extract_features": Tensor,
+    "hidden_states": Tensors,
+    "past_key_values": tuple,
+    "attentions": Tensors,
+    "cross_attentions": Tensors,
+}
 
 
-@dataclasses.dataclass
-class AudioEncoderOutput(ModelOutput):
-    last_hidden_state: Tensor | None = None
-    extract_features: Tensor | None = None
-    hidden_states: Tensors | None = None
-    attentions: Tensors | None = None
+def output_class(name: str, fields: str, doc: str) -> type[ModelOutput]:
+    """A ``ModelOutput`` dataclass called ``name`` with the space-separated ``fields``, in order."""
+    return dataclasses.make_dataclass(
+        name,
+        [(field, FIELD_TYPES[field] | None, None) for field in fields.split()],
+        bases=(ModelOutput,),
+        namespace={"__doc__": doc, "__module__": __name__},
+    )
 
 
-@dataclasses.dataclass
-class CausalLMOutput(ModelOutput):
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    past_key_values: tuple | None = None
-    hidden_states: Tensors | None = None
-    attentions: Tensors | None = None
-    cross_attentions: Tensors | None = None
+EncoderOutput = output_class(
+    "EncoderOutput",
+    "last_hidden_state pooler_output hidden_states past_key_values attentions cross_attentions",
+    "Backbone output (text, vision): final states, optional pooled vector, per-layer tensors.",
+)
+AudioEncoderOutput = output_class(
+    "AudioEncoderOutput", "last_hidden_state extract_features hidden_states attentions", "Speech backbone output."
+)
+CausalLMOutput = output_class(
+    "CausalLMOutput", "loss logits past_key_values hidden_states attentions cross_attentions", "Causal language model output."
+)
+PredictionOutput = output_class(
+    "PredictionOutput",
+    "loss logits hidden_states attentions",
+    "Masked LM, sequence/token/frame classification, multiple choice, CTC and segmentation.",
+)
+QuestionAnsweringOutput = output_class(
+    "QuestionAnsweringOutput", "loss start_logits end_logits hidden_states attentions", "Extractive question answering output."
+)
+XVectorOutput = output_class(
+    "XVectorOutput", "loss logits embeddings hidden_states attentions", "Speaker embeddings and their classification."
+)
 
 
-@dataclasses.dataclass
-class PredictionOutput(ModelOutput):
-    """Masked LM, sequence/token/frame classification, multiple choice, CTC and segmentation."""
-
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    hidden_states: Tensors | None = None
-    attentions: Tensors | None = None
-
-
-@dataclasses.dataclass
-class QuestionAnsweringOutput(ModelOutput):
-    loss: Tensor | None = None
-    start_logits: Tensor | None = None
-    end_logits: Tensor | None = None
-    hidden_states: Tensors | None = None
-    attentions: Tensors | None = None
-
-
-@dataclasses.dataclass
-class XVectorOutput(ModelOutput):
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    embeddings: Tensor | None = None
-    hidden_states: Tensors | None = None
-    attentions: Tensors | None = None
+def encoder_output(result: EncoderResult, pooler: Callable[[Tensor], Tensor] | None) -> EncoderOutput:
+    """The ``EncoderOutput`` of a backbone whose encoder gave ``result``; ``pooler``: its pooler, if any."""
+    last = result.last_hidden_state
+    return EncoderOutput(
+        last_hidden_state=last,
+        pooler_output=pooler(last) if pooler is not None else None,
+        hidden_states=result.hidden_states,
+        past_key_values=result.past_key_values,
+        attentions=result.attentions,
+        cross_attentions=result.cross_attentions or None,
+    )

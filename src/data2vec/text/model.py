@@ -13,7 +13,7 @@ from ..core.encoder import Encoder
 from ..core.layers import PostNormBlock, block_arguments
 from ..core.losses import question_answering_loss, sequence_classification_loss
 from ..core.modeling import Backbone, Embedded, HeadModel, ModelFamily, init_standard
-from ..core.outputs import CausalLMOutput, EncoderOutput, PredictionOutput, QuestionAnsweringOutput
+from ..core.outputs import CausalLMOutput, EncoderOutput, PredictionOutput, QuestionAnsweringOutput, encoder_output
 from . import checkpoint_keys
 from .config import Data2VecTextConfig
 from .generation import generate
@@ -206,7 +206,7 @@ class Data2VecTextModel(Backbone):
             past_key_values=past_key_values,
             use_cache=use_cache,
         )
-        return EncoderOutput.from_result(result, self.pooler)
+        return encoder_output(result, self.pooler)
 
 
 # ---------------------------------------------------------------------------- heads

@@ -1,6 +1,6 @@
 """The vision family's parameter names: reference (BEiT layout) <-> ours."""
 
-from ..core.checkpoint import KeyMap, block_fused, block_renames, unchanged
+from ..core.checkpoint import KeyMap, block_fused, block_renames, renames_under, unchanged
 
 _LAYER = "encoder.layer.{i}."
 _TABLE = "relative_position_bias.relative_position_bias_table"
@@ -48,10 +48,10 @@ def _conv_norm(reference: str, ours: str) -> list[tuple[str, str]]:
 
 SEMANTIC_SEGMENTATION_KEYS = KeyMap(
     renames=[
-        # feature pyramid from single-scale ViT features
-        ("fpn1.0.{p}", "feature_pyramid.upsample_by_4.first_deconv.{p}"),
-        ("fpn1.1.{p}", "feature_pyramid.upsample_by_4.norm.{p}"),
-        ("fpn1.3.{p}", "feature_pyramid.upsample_by_4.second_deconv.{p}"),
+        # feature pyramid from single-scale ViT features; fpn1 = deconv, BatchNorm, GELU, deconv
+        *renames_under(
+            "fpn1.", "feature_pyramid.upsample_by_4.", {"0.{p}": "first_deconv.{p}", "1.{p}": "norm.{p}", "3.{p}": "second_deconv.{p}"}
+        ),
         ("fpn2.0.{p}", "feature_pyramid.upsample_by_2.{p}"),
         # UperNet decode head
         *_conv_norm("decode_head.psp_modules.blocks.{i}.conv", "decode_head.pyramid_pooling.{i}"),

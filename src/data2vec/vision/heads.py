@@ -167,6 +167,18 @@ class FCNHead(nn.Module):
         return self.classifier(out)
 
 
+def check_out_indices(config: Data2VecVisionConfig) -> None:
+    """Refuse ``out_indices`` that do not name four encoder outputs for the feature pyramid."""
+    indices = list(config.out_indices)
+    last = config.num_hidden_layers + 1
+    if len(indices) != 4 or len(set(indices)) != 4 or not all(1 <= k <= last for k in indices):
+        raise ValueError(
+            f"semantic segmentation needs out_indices to be 4 different integers in 1..{last} "
+            f"(num_hidden_layers + 1) naming the encoder outputs hidden_states[k - 1] of the feature "
+            f"pyramid, got {config.out_indices}; e.g. [3, 5, 7, 11] for a 12-layer model"
+        )
+
+
 class Data2VecVisionForSemanticSegmentation(HeadModel):
     """Per-pixel classes. Logits come at 4x the patch grid (1/4 of the image for 16-pixel patches);
     the loss upsamples them bilinearly to the label map's size."""
@@ -175,14 +187,7 @@ class Data2VecVisionForSemanticSegmentation(HeadModel):
     head_keys = checkpoint_keys.SEMANTIC_SEGMENTATION_KEYS
 
     def __init__(self, config: Data2VecVisionConfig) -> None:
-        indices = list(config.out_indices)
-        last = config.num_hidden_layers + 1
-        if len(indices) != 4 or len(set(indices)) != 4 or not all(1 <= k <= last for k in indices):
-            raise ValueError(
-                f"semantic segmentation needs out_indices to be 4 different integers in 1..{last} "
-                f"(num_hidden_layers + 1) naming the encoder outputs hidden_states[k - 1] of the feature "
-                f"pyramid, got {config.out_indices}; e.g. [3, 5, 7, 11] for a 12-layer model"
-            )
+        check_out_indices(config)
         super().__init__(config, add_pooling_layer=False)
         self.num_labels = config.num_labels
         self.feature_pyramid = FeaturePyramid(config.hidden_size)

@@ -14,7 +14,7 @@ from ..core.attention import Attention
 from ..core.encoder import AttentionBias, Encoder
 from ..core.layers import PreNormBlock, block_arguments
 from ..core.modeling import Backbone, Embedded, ModelFamily, init_standard
-from ..core.outputs import EncoderOutput
+from ..core.outputs import EncoderOutput, encoder_output
 from . import checkpoint_keys
 from .config import Data2VecVisionConfig
 from .embeddings import RelativePositionBias, VisionEmbeddings
@@ -48,6 +48,16 @@ def _init_vision_weights(config: Data2VecVisionConfig, module: nn.Module) -> Non
     elif isinstance(module, PreNormBlock) and module.attention_scale is not None:
         nn.init.constant_(module.attention_scale, config.layer_scale_init_value)
         nn.init.constant_(module.mlp_scale, config.layer_scale_init_value)
+
+
+def uses_positions(config: Data2VecVisionConfig) -> bool:
+    """Whether the model has positions tied to the patch grid it was built for (absolute position
+    embeddings or relative position tables): then other image sizes need ``interpolate_pos_encoding``."""
+    return (
+        config.use_absolute_position_embeddings
+        or config.use_shared_relative_position_bias
+        or config.use_relative_position_bias
+    )
 
 
 VISION = ModelFamily(Data2VecVisionConfig, "data2vec_vision", checkpoint_keys.BACKBONE_KEYS, _init_vision_weights)
@@ -85,13 +95,8 @@ class Data2VecVisionModel(Backbone):
     def get_input_embeddings(self) -> nn.Conv2d:
         return self.embeddings.patch_embedding
 
-    @property
-    def uses_positions(self) -> bool:
-        return (
-            self.embeddings.position_embeddings is not None
-            or self.shared_relative_position_bias is not None
-            or self.layer_relative_position_biases is not None
-        )
+    def final_states(self, hidden_states: torch.Tensor, embedded: Embedded) -> torch.Tensor:
+        return self.norm(hidden_states) if self.norm is not None else hidden_states
 
     def patch_grid_of(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool) -> tuple[int, int]:
         """Check ``pixel_values`` and return its (rows, columns) of patches."""
@@ -106,7 +111,7 @@ class Data2VecVisionModel(Backbone):
                 f"(shape {tuple(pixel_values.shape)}; images go in as (batch, channels, height, width))"
             )
         return config.grid_for_image(
-            height, width, uses_positions=self.uses_positions, interpolate_pos_encoding=interpolate_pos_encoding
+            height, width, uses_positions=uses_positions(config), interpolate_pos_encoding=interpolate_pos_encoding
         )
 
     def _check_mask(self, bool_masked_pos: torch.Tensor, batch: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -151,9 +156,6 @@ class Data2VecVisionModel(Backbone):
         hidden_states = self.embeddings(pixel_values, bool_masked_pos)  # (batch, 1 + patches, hidden)
         return Embedded(hidden_states, self.attention_bias(grid), {"grid": grid})
 
-    def final_states(self, hidden_states: torch.Tensor, embedded: Embedded) -> torch.Tensor:
-        return self.norm(hidden_states) if self.norm is not None else hidden_states
-
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -168,4 +170,4 @@ class Data2VecVisionModel(Backbone):
         ``hidden_states`` are the embeddings and each block's output (the residual stream,
         before the final LayerNorm): the targets of data2vec vision pretraining."""
         embedded = self.embed(pixel_values, bool_masked_pos, interpolate_pos_encoding)
-        return EncoderOutput.from_result(self.run_encoder(embedded, output_attentions, output_hidden_states), self.pooler)
+        return encoder_output(self.run_encoder(embedded, output_attentions, output_hidden_states), self.pooler)

@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from ..config import Data2VecVisionConfig
-from ..heads import Data2VecVisionForImageClassification, Data2VecVisionForSemanticSegmentation
+from ..heads import Data2VecVisionForImageClassification, Data2VecVisionForSemanticSegmentation, check_out_indices
 from . import resize
 from .layers import dense, normal
 from .losses import cross_entropy, is_integer, sequence_classification_loss
@@ -201,14 +201,7 @@ class TFData2VecVisionForSemanticSegmentation(TFData2VecVisionPreTrainedModel):
     torch_class = Data2VecVisionForSemanticSegmentation
 
     def __init__(self, config: Data2VecVisionConfig, name: str | None = None) -> None:
-        indices = list(config.out_indices)
-        last = config.num_hidden_layers + 1
-        if len(indices) != 4 or len(set(indices)) != 4 or not all(1 <= k <= last for k in indices):
-            raise ValueError(
-                f"semantic segmentation needs out_indices to be 4 different integers in 1..{last} "
-                f"(num_hidden_layers + 1) naming the encoder outputs hidden_states[k - 1] of the feature "
-                f"pyramid, got {config.out_indices}; e.g. [3, 5, 7, 11] for a 12-layer model"
-            )
+        check_out_indices(config)
         super().__init__(config, name=name)
         self.num_labels = config.num_labels
         self.backbone = TFData2VecVisionModel(config, add_pooling_layer=False, name="backbone")

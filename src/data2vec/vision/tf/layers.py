@@ -15,6 +15,7 @@ import torch
 from keras import ops
 
 from ...core.encoder import resolve_indices
+from ...core.layers import activation as core_activation
 from ..config import Data2VecVisionConfig, as_pair
 from ..embeddings import relative_position_index
 from . import resize
@@ -32,27 +33,15 @@ def _gelu(x):
     return ops.gelu(x, approximate=False)
 
 
+# the Keras form of each of ``core.layers.ACTIVATIONS``
 ACTIVATIONS = {
-    "gelu": _gelu,
-    "gelu_python": _gelu,
-    "gelu_new": _gelu_tanh,
-    "gelu_fast": _gelu_tanh,
-    "gelu_pytorch_tanh": _gelu_tanh,
-    "quick_gelu": lambda x: x * ops.sigmoid(1.702 * x),
-    "relu": ops.relu,
-    "silu": ops.silu,
-    "swish": ops.silu,
-    "tanh": ops.tanh,
-    "sigmoid": ops.sigmoid,
-    "linear": lambda x: x,
+    "gelu": _gelu, "gelu_python": _gelu, "gelu_pytorch_tanh": _gelu_tanh, "quick_gelu": lambda x: x * ops.sigmoid(1.702 * x),
+    "relu": ops.relu, "silu": ops.silu, "tanh": ops.tanh, "sigmoid": ops.sigmoid, "linear": lambda x: x,
 }
 
 
 def activation(name: str):
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}") from None
+    return core_activation(name, ACTIVATIONS)
 
 
 def dense(units: int, in_features: int, name: str, std: float, use_bias: bool = True) -> keras.layers.Dense:

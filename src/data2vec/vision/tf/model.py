@@ -18,7 +18,7 @@ import keras
 from keras import ops
 
 from ..config import Data2VecVisionConfig, as_pair
-from ..model import Data2VecVisionModel
+from ..model import Data2VecVisionModel, uses_positions
 from . import weights
 from .layers import Encoder, RelativePositionBias, VisionEmbeddings, VisionPooler, layer_norm
 from .outputs import TFEncoderOutput
@@ -145,14 +145,6 @@ class TFData2VecVisionModel(TFData2VecVisionPreTrainedModel):
     def build_options_of(cls, model) -> dict[str, Any]:
         return {"add_pooling_layer": model.pooler is not None}
 
-    @property
-    def uses_positions(self) -> bool:
-        return (
-            self.embeddings.position_embeddings is not None
-            or self.shared_relative_position_bias is not None
-            or self.layer_relative_position_biases is not None
-        )
-
     def channels_last(self, pixel_values):
         """Check (batch, channels, height, width) pixel values and return them as
         (batch, height, width, channels) in the compute dtype."""
@@ -177,7 +169,7 @@ class TFData2VecVisionModel(TFData2VecVisionPreTrainedModel):
         config = self.config
         height, width = tuple(pixel_values.shape)[2:]
         return config.grid_for_image(
-            height, width, uses_positions=self.uses_positions, interpolate_pos_encoding=interpolate_pos_encoding
+            height, width, uses_positions=uses_positions(config), interpolate_pos_encoding=interpolate_pos_encoding
         )
 
     def _check_mask(self, bool_masked_pos, batch: int | None, grid: tuple[int, int]):

@@ -40,20 +40,16 @@ BUILTIN_VARIABLES: dict[type, dict[str, tuple[str, str | None]]] = {
 TORCH_ONLY_SUFFIXES = (".num_batches_tracked",)
 
 
+# the axis permutation from the PyTorch to the Keras layout; the way back is its inverse
+_KERAS_AXES = {"linear": (1, 0), "conv": (2, 3, 1, 0)}
+
+
 def to_keras_layout(array: np.ndarray, layout: str | None) -> np.ndarray:
-    if layout == "linear":
-        return array.T
-    if layout == "conv":
-        return array.transpose(2, 3, 1, 0)
-    return array
+    return array if layout is None else array.transpose(_KERAS_AXES[layout])
 
 
 def to_torch_layout(array: np.ndarray, layout: str | None) -> np.ndarray:
-    if layout == "linear":
-        return array.T
-    if layout == "conv":
-        return array.transpose(3, 2, 0, 1)
-    return array
+    return array if layout is None else array.transpose(np.argsort(_KERAS_AXES[layout]))
 
 
 def _walk(layer: keras.layers.Layer, prefix: str, found: dict[str, tuple[keras.Variable, str | None]]) -> None:
