@@ -116,3 +116,33 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path):
         from data2vec.pretraining.trainer import load_checkpoint
 
         load_checkpoint(tmp_path / "missing")
+
+
+def test_a_version_1_checkpoint_resumes_like_today(tmp_path):
+    """Checkpoints written before the core Encoder kept blocks under ``layers.N`` and named the
+    vision modality ``image``: ``load_checkpoint`` upgrades them, and the run resumes exactly."""
+    from data2vec.pretraining.trainer import load_checkpoint
+
+    images = make_data("vision", tmp_path)
+    recipe = tiny_recipe("vision", optim={"total_steps": 4, "warmup_steps": 1})
+    Pretrainer(recipe, images, tmp_path / "straight", progress=False).train()
+    Pretrainer(recipe, images, tmp_path / "old", progress=False).train(stop_after=2)
+
+    path = tmp_path / "old" / "checkpoint.pt"
+    today = run_state(tmp_path / "old")
+    old = dict(today, version=1, recipe={**today["recipe"], "modality": "image"})
+    for part in ("student", "teacher"):
+        old[part] = {key.removeprefix("encoder."): value for key, value in today[part].items()}
+    assert any(key.startswith("layers.0.") for key in old["student"])
+    torch.save(old, path)
+    upgraded = load_checkpoint(path)
+    assert upgraded["version"] == 2 and upgraded["recipe"] == today["recipe"]
+    assert upgraded["student"].keys() == today["student"].keys() and upgraded["teacher"].keys() == today["teacher"].keys()
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "recipe differs" warning for the old modality name
+        resumed = Pretrainer(recipe, images, tmp_path / "old", resume=True, progress=False)
+    assert resumed.train().step == 4
+    assert_same_training_state(run_state(tmp_path / "straight"), run_state(tmp_path / "old"))

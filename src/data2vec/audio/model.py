@@ -277,7 +277,9 @@ class Data2VecAudioModel(Backbone):
         gives None in ``attentions``.
         """
         embedded = self.embed(input_values, attention_mask, mask_time_indices)
-        result = self.run_encoder(embedded, output_attentions, output_hidden_states)
+        result = self.run_encoder(
+            embedded, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
         return AudioEncoderOutput(
             last_hidden_state=result.last_hidden_state,
             extract_features=embedded.extras["extract_features"],

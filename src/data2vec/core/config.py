@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .hub import resolve_file
+from .preprocessing import read_json
 
 CONFIG_NAME = "config.json"
 
@@ -188,13 +189,7 @@ class Config(metaclass=ConfigType):
     # -------------------------------------------------------------- file I/O
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "Config":
-        try:
-            values = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path} must hold a JSON object, found {type(values).__name__}")
-        return cls.from_dict(values, **overrides)
+        return cls.from_dict(read_json(path), **overrides)
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike, **overrides: Any) -> "Config":

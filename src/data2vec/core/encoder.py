@@ -41,6 +41,7 @@ class EncoderResult:
     attentions: tuple[torch.Tensor | None, ...] | None = None
     cross_attentions: tuple[torch.Tensor | None, ...] | None = None
     past_key_values: tuple | None = None
+    ran_all_blocks: bool = True  # False when ``stop_early`` skipped the blocks after the last one asked for
 
 
 def resolve_indices(indices: int | Sequence[int] | None, num_layers: int, kind: Kind = "block") -> list[int]:
@@ -165,4 +166,5 @@ class Encoder(nn.Module):
             attentions=tuple(all_attentions) if all_attentions is not None else None,
             cross_attentions=tuple(all_cross) if all_cross is not None else None,
             past_key_values=tuple(presents) if presents is not None else None,
+            ran_all_blocks=last_needed == num_layers,
         )

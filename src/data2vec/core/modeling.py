@@ -23,7 +23,7 @@ from torch import nn
 
 from .checkpoint import KeyMap, StateDict, load_state_dict, save_state_dict
 from .config import Config
-from .encoder import AttentionBias, Encoder, EncoderResult, Kind, resolve_indices
+from .encoder import AttentionBias, Encoder, EncoderResult, Kind
 from .outputs import ModelOutput
 
 BACKBONE = "backbone"
@@ -324,17 +324,12 @@ class Backbone(PreTrainedModel):
     def final_states(self, hidden_states: torch.Tensor, embedded: Embedded) -> torch.Tensor:
         return hidden_states
 
-    def run_encoder(
-        self, embedded: Embedded, output_attentions: bool = False, output_hidden_states: bool = False
-    ) -> EncoderResult:
-        """The encoder on what ``embed()`` gave; ``last_hidden_state`` after ``final_states``."""
-        result = self.encoder(
-            embedded.hidden_states,
-            embedded.attention_bias,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-        )
-        return dataclasses.replace(result, last_hidden_state=self.final_states(result.last_hidden_state, embedded))
+    def run_encoder(self, embedded: Embedded, **options: Any) -> EncoderResult:
+        """The encoder on what ``embed()`` gave (``options``: those of ``Encoder.forward``), with
+        ``last_hidden_state`` after ``final_states``, or None when ``stop_early`` left blocks out."""
+        result = self.encoder(embedded.hidden_states, embedded.attention_bias, **options)
+        last = self.final_states(result.last_hidden_state, embedded) if result.ran_all_blocks else None
+        return dataclasses.replace(result, last_hidden_state=last)
 
     def forward_intermediates(
         self, *args: Any, indices: int | Sequence[int], kind: Kind = "block", stop_early: bool = False, **inputs: Any
@@ -344,13 +339,8 @@ class Backbone(PreTrainedModel):
         last k blocks) of ``kind`` "block" or "feed_forward" (the feed-forward output before its
         residual and norm). ``stop_early`` skips the blocks after the last one asked for (then
         ``last_hidden_state`` is None)."""
-        embedded = self.embed(*args, **inputs)
-        result = self.encoder(
-            embedded.hidden_states, embedded.attention_bias, indices=indices, kind=kind, stop_early=stop_early
-        )
-        ran_all = not stop_early or max(resolve_indices(indices, len(self.encoder), kind), default=0) == len(self.encoder)
-        last = self.final_states(result.last_hidden_state, embedded) if ran_all else None
-        return IntermediatesOutput(last_hidden_state=last, intermediates=result.intermediates)
+        result = self.run_encoder(self.embed(*args, **inputs), indices=indices, kind=kind, stop_early=stop_early)
+        return IntermediatesOutput(last_hidden_state=result.last_hidden_state, intermediates=result.intermediates)
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block in the backward pass instead of keeping its activations."""

@@ -45,22 +45,18 @@ def span_mask(
     """
     if batch < 1 or length < 1:
         raise ValueError(f"batch and length must be positive, got batch={batch}, length={length}")
-    attention_mask = None
+    attention_mask, shortest = None, length
     if lengths is not None:
         valid = torch.as_tensor(lengths).detach().to("cpu").long().reshape(-1)
         if valid.numel() != batch:
             raise ValueError(f"lengths has {valid.numel()} entries, expected one per row ({batch})")
         if bool((valid > length).any()) or bool((valid < 0).any()):
             raise ValueError(f"lengths must lie in [0, {length}], got {valid.tolist()}")
-        if bool((valid < mask_length).any()):
-            raise ValueError(
-                f"rows of {valid.min().item()} positions are shorter than one mask span ({mask_length}): "
-                "use longer inputs (a larger minimum crop) or a smaller mask_length"
-            )
         attention_mask = torch.arange(length)[None, :] < valid[:, None]  # (batch, length)
-    elif length < mask_length:
+        shortest = int(valid.min())
+    if shortest < mask_length:
         raise ValueError(
-            f"rows of {length} positions are shorter than one mask span ({mask_length}): "
+            f"rows of {shortest} positions are shorter than one mask span ({mask_length}): "
             "use longer inputs (a larger minimum crop) or a smaller mask_length"
         )
     return compute_span_mask(

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import random
+import re
 import signal
 import time
 import warnings
@@ -56,7 +57,9 @@ LOG_NAME = "log.jsonl"
 PLOT_NAME = "loss.png"
 RECIPE_NAME = "recipe.yaml"
 CHECKPOINT_FORMAT = "data2vec-pretraining"
-CHECKPOINT_VERSION = 1
+# 1: the first format; 2: blocks under ``encoder.layers`` (the core Encoder) and the modality's
+# registry name (audio, not speech). ``load_checkpoint`` upgrades older versions.
+CHECKPOINT_VERSION = 2
 # recipe keys that may change between a run and its resumption without breaking exactness
 RESUMABLE_CHANGES = {"optim.total_steps", "log_every", "save_every", "data.num_workers", "device", "name"}
 
@@ -276,10 +279,7 @@ class Pretrainer:
                 "it, or choose another output folder"
             )
         checkpoint = load_checkpoint(self.checkpoint_path)
-        stored = dict(checkpoint["recipe"])
-        if stored.get("modality") in MODALITIES:  # older checkpoints name a modality by an alias (speech)
-            stored["modality"] = MODALITIES.get(stored["modality"]).name
-        changed = sorted(_recipe_differences(stored, self.recipe.to_dict()) - RESUMABLE_CHANGES)
+        changed = sorted(_recipe_differences(checkpoint["recipe"], self.recipe.to_dict()) - RESUMABLE_CHANGES)
         if changed and self.dist.is_main:
             warnings.warn(
                 f"the recipe differs from the checkpoint's in {changed}: the resumed run will not match "
@@ -491,16 +491,14 @@ class Pretrainer:
         stop = _StopFlag()
         window: dict[str, list[float]] = {"loss": [], "target_std": [], "prediction_std": []}
         last_log, interrupted, saved_at = None, False, -1
-        batch_count = 0
         started = time.perf_counter()
         with stop.installed():
             try:
-                for batch in loader:
+                for index, batch in enumerate(loader):
                     stats = self.train_step(batch, stop.requested)
-                    if batch_count == 0:  # the first batch's inputs were checked: no more device waits
+                    if index == 0:  # the first batch's inputs were checked: no more device waits
                         set_input_validation(self.model, False)
                         set_input_validation(self.teacher, False)
-                    batch_count += 1
                     self.elapsed += time.perf_counter() - started
                     started = time.perf_counter()
                     for key in window:
@@ -595,6 +593,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a data2vec pretraining checkpoint (written by `data2vec pretrain`)")
+    return _upgrade(checkpoint)
+
+
+def _upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of an older ``CHECKPOINT_VERSION`` in today's layout (same tensors, today's names)."""
+    if checkpoint.get("version", 1) < 2:
+        for part in ("student", "teacher"):  # backbone state dicts: blocks moved from layers.N to encoder.layers.N
+            checkpoint[part] = {re.sub(r"^layers\.", "encoder.layers.", key): value for key, value in checkpoint[part].items()}
+        recipe = checkpoint["recipe"]
+        recipe["modality"] = MODALITIES.get(recipe["modality"]).name  # speech -> audio, image -> vision
+        checkpoint["version"] = 2
     return checkpoint
 
 

@@ -170,4 +170,7 @@ class Data2VecVisionModel(Backbone):
         ``hidden_states`` are the embeddings and each block's output (the residual stream,
         before the final LayerNorm): the targets of data2vec vision pretraining."""
         embedded = self.embed(pixel_values, bool_masked_pos, interpolate_pos_encoding)
-        return encoder_output(self.run_encoder(embedded, output_attentions, output_hidden_states), self.pooler)
+        result = self.run_encoder(
+            embedded, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        return encoder_output(result, self.pooler)
