@@ -6,28 +6,38 @@ import argparse
 import sys
 
 
-DEMOS = ("vision", "text")  # modality names; their aliases (image) are accepted too
+# the pretraining experiments, one per modality (their aliases, image and speech, work too), and
+# the masked-LM example
+DEMOS = ("vision", "audio", "text", "fill-mask")
 
 
 def _demo_choice(value: str) -> str:
-    """A demo's modality name from a modality name or alias (``image`` -> ``vision``)."""
+    """A demo's name from a modality name or alias (``image`` -> ``vision``, ``speech`` -> ``audio``)."""
     from .registry import MODALITIES
 
     name = MODALITIES.get(value).name if value in MODALITIES else value
     if name not in DEMOS:
-        raise argparse.ArgumentTypeError(f"no demo for {value!r}: choose one of {', '.join(DEMOS)} (or image for vision)")
+        raise argparse.ArgumentTypeError(
+            f"no demo for {value!r}: choose one of {', '.join(DEMOS)} (image and speech name vision and audio)"
+        )
     return name
 
 
 def _demo(args: argparse.Namespace) -> int:
-    if args.modality == "text":
-        from .demos.text import run
+    if args.modality == "fill-mask":
+        from .demos.fill_mask import run
 
-        summary = run(out_dir=args.out or "runs/text-demo", steps=args.steps or 600, seed=args.seed)
+        summary = run(out_dir=args.out or "runs/fill-mask-demo", steps=args.steps or 600, seed=args.seed)
         return 0 if summary["reload_identical"] else 1
-    from .demos.vision import run
+    from importlib import import_module
 
-    run(out_dir=args.out or "runs/vision-demo", pretrain_steps=args.steps)
+    run = import_module(f".demos.{args.modality}", __package__).run
+    run(
+        out_dir=args.out or f"runs/{args.modality}-demo",
+        pretrain_steps=args.steps,
+        pretrain_seeds=args.pretrain_seeds,
+        finetune_seeds=args.finetune_seeds,
+    )
     return 0
 
 
@@ -54,7 +64,12 @@ def _pretrain(args: argparse.Namespace) -> int:
         return 2
     out_dir = args.out or f"runs/{recipe.name}"
     try:
-        trainer = Pretrainer(recipe, args.data, out_dir, resume=args.resume, progress=not args.no_progress)
+        if (args.extend_schedule or args.allow_recipe_change) and not args.resume:
+            raise RecipeError("--extend-schedule and --allow-recipe-change apply to a resumed run: add --resume")
+        trainer = Pretrainer(
+            recipe, args.data, out_dir, resume=args.resume, progress=not args.no_progress,
+            extend_schedule=args.extend_schedule, allow_recipe_change=args.allow_recipe_change,
+        )
     except (RecipeError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -94,13 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run an end-to-end example offline")
     demo.add_argument(
-        "modality", nargs="?", default="vision", type=_demo_choice, metavar="{vision,text}",
-        help="vision (default; alias image): data2vec pretraining of a tiny ViT on scikit-learn's digits, then "
-        "fine-tuning on 10%% of the labels vs. random initialisation; text: a masked-LM run on Python's help topics",
+        "modality", nargs="?", default="vision", type=_demo_choice, metavar="{vision,audio,text,fill-mask}",
+        help="vision (default; alias image), audio (alias speech), text: data2vec pretraining of a tiny model on "
+        "data made offline, then fine-tuning on few labels against the same model from random initialisation "
+        "(scikit-learn's digits; words spoken by espeak-ng; Python's docstrings by topic; see "
+        "docs/pretraining-results.md); fill-mask: a masked-LM run on Python's help topics",
     )
-    demo.add_argument("--out", default=None, help="output folder (default runs/<modality>-demo)")
+    demo.add_argument("--out", default=None, help="output folder (default runs/<demo>-demo)")
     demo.add_argument("--steps", type=int, default=None, help="(pre)training steps (default: the demo's own)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--pretrain-seeds", type=int, default=3, help="pretraining seeds (default 3)")
+    demo.add_argument("--finetune-seeds", type=int, default=3, help="fine-tuning seeds per backbone (default 3)")
+    demo.add_argument("--seed", type=int, default=0, help="fill-mask: the seed")
     demo.set_defaults(handler=_demo)
 
     pretrain = commands.add_parser(
@@ -119,8 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
         "text: a text file or a folder of .txt files",
     )
     pretrain.add_argument("--out", default=None, help="run folder (default runs/<recipe name>)")
-    pretrain.add_argument("--steps", type=int, default=None, help="total optimizer updates (overrides the recipe)")
-    pretrain.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    pretrain.add_argument(
+        "--steps", type=int, default=None,
+        help="total optimizer updates (overrides the recipe; on --resume a change needs --extend-schedule)",
+    )
+    pretrain.add_argument(
+        "--resume", action="store_true",
+        help="continue from the run folder's checkpoint exactly: a recipe that changes more than log_every, "
+        "save_every, data.num_workers, device, name or the collapse thresholds stops with an error",
+    )
+    pretrain.add_argument(
+        "--extend-schedule", action="store_true",
+        help="with --resume: accept a changed learning-rate or EMA schedule (optim.total_steps, warmup_steps, "
+        "schedule, phase_ratio, lr, min_lr, init/final_lr_scale, ema.start/end/anneal_steps); logged in log.jsonl",
+    )
+    pretrain.add_argument(
+        "--allow-recipe-change", action="store_true",
+        help="with --resume: accept changes of any other recipe key (seed, model, masking, data, ...): the run no "
+        "longer continues the checkpoint's run exactly; logged in log.jsonl",
+    )
     pretrain.add_argument(
         "--stop-after", type=int, default=None, metavar="K",
         help="stop (with a checkpoint) after K updates of this invocation; continue later with --resume",

@@ -46,6 +46,9 @@ def test_audio_base_is_the_published_recipe():
     assert (model["hidden_dropout"], model["attention_dropout"], model["activation_dropout"]) == (0.1, 0.1, 0.0)
     assert (model["num_conv_pos_embeddings"], model["conv_pos_kernel_size"]) == (5, 19)  # pos_conv_depth 5, conv_pos 95
     assert (recipe.data.max_sample_size, recipe.data.min_sample_size) == (320000, 32000)
+    # length-bucketed batches of 3.8M samples per GPU x 16 GPUs, no accumulation; equal mask counts per batch
+    assert (recipe.data.max_tokens, recipe.data.batch_size, recipe.optim.update_freq) == (3_800_000, None, 1)
+    assert recipe.masking.require_same_masks is True
     assert (recipe.collapse.min_target_std, recipe.collapse.min_prediction_std, recipe.collapse.check_after) == (0.1, 0.01, 5000)
 
 

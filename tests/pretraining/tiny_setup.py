@@ -41,7 +41,7 @@ TINY_CHANGES = {
         },
         "targets": {"top_k": 2},
         "masking": {"mask_length": 3},
-        "data": {"batch_size": 4, "max_sample_size": 4000, "min_sample_size": 3000},
+        "data": {"batch_size": 4, "max_tokens": None, "max_sample_size": 4000, "min_sample_size": 3000},
     },
 }
 

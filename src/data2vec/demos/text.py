@@ -1,180 +1,179 @@
-"""End-to-end text demo on a corpus every Python ships (the help topics in ``pydoc_data``):
-train a byte-level BPE vocabulary, build a small ``Data2VecTextForMaskedLM``, train it on
-masked-token prediction for a few minutes of CPU, then fill in masked words, save the model
-and load it back. Runs offline."""
+"""Text: data2vec pretraining helps a tiny text model learn a topic classifier from few labels.
+
+Data: the docstrings of Python's standard library (they ship with every Python), each labeled
+with the topic of its module: asyncio, concurrency, e-mail, introspection, logging, web, XML
+(the groups are ``TOPICS``). A fixed test split of ``TEST_PER_TOPIC`` docstrings per topic is
+held out from everything; the rest is the pretraining text (no labels). Of it,
+``LABELED_PER_TOPIC`` docstrings per topic keep their labels for fine-tuning and as many more
+form the validation split of the model choice.
+
+1. Pretrain a 4-layer, 64-wide ``Data2VecTextModel`` with data2vec (recipe
+   ``recipes/pretrain-text-tiny.yaml``: BERT-style masking, EMA teacher, top-K layer targets)
+   on the unlabeled docstrings, with 3 seeds; the BPE vocabulary is trained on the same text.
+2. Compare ``Data2VecTextForSequenceClassification`` fine-tuned from it against the same model
+   from random initialisation with the protocol of ``demos/protocol.py``.
+"""
 
 from __future__ import annotations
 
-import json
-import math
-import random
-import re
+import importlib
+import inspect
+import pkgutil
+import shutil
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ..pipelines.fill_mask import FillMaskPipeline
+from ..pretraining.recipe import Recipe, resolve_recipe_path
+from ..pretraining.trainer import Pretrainer
 from ..text.config import Data2VecTextConfig
-from ..text.model import Data2VecTextForMaskedLM
+from ..text.model import Data2VecTextForSequenceClassification
 from ..text.tokenizer import Data2VecTextTokenizer
 from ..text.vocabulary import train_tokenizer
+from ..training.finetune import FinetuneSettings
+from .protocol import Grid, Pretrained, Split, compare
 
-PROMPTS = [
-    "The <mask> statement is used to leave a loop early.",
-    "A function is defined with the def <mask>.",
-    "Exceptions are raised with the <mask> statement.",
-    "The value of the expression is <mask> to the variable.",
-]
-
-
-def python_help_corpus() -> list[str]:
-    """Paragraphs of the Python documentation's help topics (about 65k words)."""
-    from pydoc_data.topics import topics
-
-    paragraphs = []
-    for text in topics.values():
-        for block in re.split(r"\n\s*\n", text):
-            block = " ".join(block.split())
-            if len(block.split()) >= 6 and not set(block) <= set("*=-~ "):
-                paragraphs.append(block)
-    return paragraphs
-
-
-def chunk_token_ids(tokenizer: Data2VecTextTokenizer, paragraphs: list[str], length: int) -> torch.Tensor:
-    """Concatenate the tokenised paragraphs and cut them into rows of ``<s> ... </s>``."""
-    stream: list[int] = []
-    for ids in tokenizer(paragraphs, add_special_tokens=False)["input_ids"]:
-        stream.extend(ids + [tokenizer.eos_token_id])
-    body = length - 2
-    rows = [
-        [tokenizer.bos_token_id] + stream[start : start + body] + [tokenizer.eos_token_id]
-        for start in range(0, len(stream) - body, body)
-    ]
-    return torch.tensor(rows)
+RECIPE = "pretrain-text-tiny.yaml"
+TOPICS = {
+    "asyncio": ["asyncio"],
+    "concurrency": ["multiprocessing", "threading", "concurrent", "queue"],
+    "email": ["email", "mailbox", "smtplib", "imaplib", "poplib"],
+    "introspection": ["inspect", "ast", "dis", "pdb", "bdb", "doctest", "pydoc", "traceback", "tokenize"],
+    "logging": ["logging"],
+    "web": ["http", "urllib", "wsgiref", "socketserver"],
+    "xml": ["xml", "xmlrpc"],
+}
+TEST_PER_TOPIC = 40
+LABELED_PER_TOPIC = 32
+MAX_TOKENS = 64
+VOCAB_SIZE = 2000
+PRETRAIN_STEPS = 1200
+GRID = Grid(learning_rates=[3e-4, 1e-3], epochs=[20, 40])
+FINETUNE = FinetuneSettings(batch_size=16, weight_decay=0.01)
 
 
-def mask_tokens(ids: torch.Tensor, tokenizer, generator: torch.Generator, probability: float = 0.15):
-    """BERT masking: choose 15% of the non-special tokens; of those 80% become <mask>,
-    10% a random token and 10% stay. Labels are -100 except at chosen positions."""
-    special = (ids == tokenizer.bos_token_id) | (ids == tokenizer.eos_token_id) | (ids == tokenizer.pad_token_id)
-    chosen = (torch.rand(ids.shape, generator=generator) < probability) & ~special
-    labels = ids.masked_fill(~chosen, -100)
-    inputs = ids.clone()
-    draw = torch.rand(ids.shape, generator=generator)
-    inputs[chosen & (draw < 0.8)] = tokenizer.mask_token_id
-    random_positions = chosen & (draw >= 0.8) & (draw < 0.9)
-    inputs[random_positions] = torch.randint(5, len(tokenizer), ids.shape, generator=generator)[random_positions]
-    return inputs, labels
+def module_names(package: str) -> list[str]:
+    """The package and its submodules, tests and ``__main__`` modules left out."""
+    module = importlib.import_module(package)
+    names = [package]
+    if hasattr(module, "__path__"):
+        for info in pkgutil.walk_packages(module.__path__, package + ".", onerror=lambda name: None):
+            if "test" not in info.name and "__main__" not in info.name and not info.name.endswith(".tool"):
+                names.append(info.name)
+    return names
 
 
-@torch.no_grad()
-def masked_accuracy(model, ids: torch.Tensor, tokenizer, seed: int = 1234) -> tuple[float, float]:
-    """(loss, accuracy) of predicting masked tokens on held-out rows, with a fixed masking."""
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    inputs, labels = mask_tokens(ids, tokenizer, generator)
-    losses, correct, total = [], 0, 0
-    for start in range(0, len(ids), 64):
-        out = model(input_ids=inputs[start : start + 64], labels=labels[start : start + 64])
-        chosen = labels[start : start + 64] != -100
-        losses.append(out.loss.item() * int(chosen.sum()))
-        correct += int((out.logits.argmax(-1)[chosen] == labels[start : start + 64][chosen]).sum())
-        total += int(chosen.sum())
-    model.train()
-    return sum(losses) / total, correct / total
+def docstrings(package: str, min_words: int = 8) -> list[str]:
+    """The docstrings (whitespace collapsed) of the classes, functions and methods defined in a
+    standard-library package, in a fixed order."""
+    found: dict[int, str] = {}
+    for name in module_names(package):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(name)
+        except Exception:  # optional parts (a missing C extension) are skipped
+            continue
+        for value in list(vars(module).values()):
+            if getattr(value, "__module__", None) != name:
+                continue
+            members = [value, *vars(value).values()] if inspect.isclass(value) else [value]
+            for member in members:
+                if not (inspect.isclass(member) or inspect.isfunction(member)) or id(member) in found:
+                    continue
+                doc = inspect.getdoc(member) or ""
+                if len(doc.split()) >= min_words:
+                    found[id(member)] = " ".join(doc.split())
+    return sorted(set(found.values()))
 
 
-def run(out_dir: str | Path = "runs/text-demo", steps: int = 600, seed: int = 0) -> dict:
+def topic_corpus(seed: int = 0) -> dict:
+    """Docstrings, topic labels and the fixed test / labeled / validation / pretraining split."""
+    texts, labels = [], []
+    for label, packages in enumerate(TOPICS.values()):
+        topic = sorted({doc for package in packages for doc in docstrings(package)})
+        texts.extend(topic)
+        labels.extend([label] * len(topic))
+    labels_array = np.asarray(labels)
+    generator = np.random.default_rng(seed)
+    split = {"test": [], "train": [], "validation": []}
+    for label in range(len(TOPICS)):
+        members = generator.permutation(np.flatnonzero(labels_array == label))
+        needed = TEST_PER_TOPIC + 2 * LABELED_PER_TOPIC
+        if len(members) < needed:
+            raise RuntimeError(f"topic {list(TOPICS)[label]!r} has {len(members)} docstrings, the demo needs {needed}")
+        split["test"].extend(members[:TEST_PER_TOPIC])
+        split["train"].extend(members[TEST_PER_TOPIC : TEST_PER_TOPIC + LABELED_PER_TOPIC])
+        split["validation"].extend(members[TEST_PER_TOPIC + LABELED_PER_TOPIC : needed])
+    test = set(split["test"])
+    unlabeled = [texts[index] for index in range(len(texts)) if index not in test]
+    return {"texts": texts, "labels": torch.tensor(labels), "split": split, "unlabeled": unlabeled}
+
+
+def encode(tokenizer: Data2VecTextTokenizer, texts: list[str], labels: torch.Tensor) -> Split:
+    batch = tokenizer(texts, truncation=True, max_length=MAX_TOKENS, padding=True, return_tensors="pt")
+    return Split({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, labels)
+
+
+def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None) -> dict:
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
     started = time.time()
-
-    print("1. Corpus: Python's built-in help topics (pydoc_data), read offline")
-    paragraphs = python_help_corpus()
-    random.Random(seed).shuffle(paragraphs)
-    print(f"   {len(paragraphs)} paragraphs, {sum(len(p.split()) for p in paragraphs)} words")
-
-    print("2. Tokenizer: byte-level BPE vocabulary trained with `tokenizers`")
-    tokenizer = train_tokenizer(paragraphs, out_dir / "model", vocab_size=4000)
-    example = tokenizer("Assert statements insert debugging assertions.")
-    print(f"   vocabulary of {len(tokenizer)} tokens; example ids {example['input_ids']}")
-    print(f"   tokens {tokenizer.convert_ids_to_tokens(example['input_ids'])}")
-
-    ids = chunk_token_ids(tokenizer, paragraphs, length=64)
-    held_out = ids[: len(ids) // 10]
-    train = ids[len(ids) // 10 :]
-    print(f"   {len(train)} training rows and {len(held_out)} held-out rows of 64 tokens")
-
-    print("3. Model: Data2VecTextForMaskedLM (4 layers, hidden 128)")
-    config = Data2VecTextConfig(
-        vocab_size=len(tokenizer), hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=512, max_position_embeddings=66, layer_norm_eps=1e-5, hidden_dropout_prob=0.1,
+    corpus = topic_corpus()
+    split = corpus["split"]
+    print(
+        f"Python docstrings of {len(TOPICS)} topics: {len(corpus['unlabeled'])} for pretraining (no labels), "
+        f"{len(split['train'])} labeled for fine-tuning and {len(split['validation'])} for validation among them, "
+        f"{len(split['test'])} held out for the test"
     )
-    model = Data2VecTextForMaskedLM(config)
-    batch = tokenizer(["The if statement is used for conditional execution."], return_tensors="pt")
-    with torch.no_grad():
-        hidden = model.backbone(**batch).last_hidden_state
-    print(f"   {model.num_parameters() / 1e6:.2f}M parameters; forward of one sentence -> hidden states {tuple(hidden.shape)}")
-    before_loss, before_accuracy = masked_accuracy(model, held_out, tokenizer)
-    print(f"   untrained: held-out masked-token loss {before_loss:.2f}, accuracy {before_accuracy:.1%}")
-
-    print(f"4. Training on masked-token prediction ({steps} steps, batch 32)")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-    warmup = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / steps)))
-    )
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    progress = tqdm(range(steps), desc="   masked LM", unit="step")
-    for _ in progress:
-        rows = train[torch.randint(len(train), (32,), generator=generator)]
-        inputs, labels = mask_tokens(rows, tokenizer, generator)
-        # score only the masked positions: the vocabulary projection is most of the cost
-        hidden = model.backbone(input_ids=inputs).last_hidden_state  # (batch, length, hidden)
-        chosen = labels != -100
-        loss = torch.nn.functional.cross_entropy(model.lm_head(hidden[chosen]), labels[chosen])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        progress.set_postfix(loss=f"{loss.item():.3f}")
-    after_loss, after_accuracy = masked_accuracy(model, held_out, tokenizer)
-    print(f"   trained: held-out masked-token loss {after_loss:.2f}, accuracy {after_accuracy:.1%} "
-          f"(was {before_accuracy:.1%})")
-
-    print("5. Masked-token prediction")
-    model.eval()
-    fill = FillMaskPipeline(model, tokenizer)
-    predictions = {}
-    for prompt in PROMPTS:
-        best = fill(prompt, top_k=5)
-        predictions[prompt] = [item["token_str"].strip() for item in best]
-        shown = ", ".join(f"{item['token_str'].strip()!r} {item['score']:.2f}" for item in best)
-        print(f"   {prompt}\n      -> {shown}")
-
-    print(f"6. Saved to {out_dir / 'model'} and loaded back")
-    model.save_pretrained(out_dir / "model")
-    reloaded = Data2VecTextForMaskedLM.from_pretrained(out_dir / "model")
-    reloaded_tokenizer = Data2VecTextTokenizer.from_pretrained(out_dir / "model")
-    with torch.no_grad():
-        encoded = reloaded_tokenizer(PROMPTS[0], return_tensors="pt")
-        same = torch.allclose(model(**encoded).logits, reloaded(**encoded).logits)
-    print(f"   reloaded model gives the same logits: {same}")
-
-    summary = {
-        "held_out_loss_before": round(before_loss, 4),
-        "held_out_accuracy_before": round(before_accuracy, 4),
-        "held_out_loss_after": round(after_loss, 4),
-        "held_out_accuracy_after": round(after_accuracy, 4),
-        "predictions": predictions,
-        "reload_identical": bool(same),
-        "seconds": round(time.time() - started, 1),
+    tokenizer_folder = out_dir / "tokenizer"  # one vocabulary for every run, trained on the unlabeled text
+    train_tokenizer(corpus["unlabeled"], tokenizer_folder, vocab_size=VOCAB_SIZE)
+    tokenizer = Data2VecTextTokenizer.from_pretrained(tokenizer_folder)
+    splits = {
+        name: encode(tokenizer, [corpus["texts"][i] for i in index], corpus["labels"][index]) for name, index in split.items()
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"Done in {summary['seconds']} s; summary in {out_dir / 'summary.json'}")
+    recipe = Recipe.load(resolve_recipe_path(RECIPE)).with_total_steps(pretrain_steps or PRETRAIN_STEPS)
+    recipe.optim.warmup_steps = max(1, recipe.optim.total_steps // 10)
+    recipe.ema.anneal_steps = recipe.optim.total_steps
+    recipe.data.tokenizer = str(tokenizer_folder)
+    config = Data2VecTextConfig(
+        **{**recipe.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+           "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+        num_labels=len(TOPICS), id2label=dict(enumerate(TOPICS)),
+    )
+
+    def pretrain(seed: int) -> Pretrained:
+        folder = out_dir / f"pretrain-seed{seed}"
+        shutil.rmtree(folder, ignore_errors=True)
+        began = time.time()
+        trainer = Pretrainer(recipe.replace(seed=seed), corpus["unlabeled"], folder)
+        result = trainer.train()
+        state = {key: value.detach().clone() for key, value in trainer.model.backbone.state_dict().items()}
+        trainer.close()
+        return Pretrained(state, time.time() - began, result.last_log)
+
+    def build(state, seed: int):
+        torch.manual_seed(1000 + seed)  # the head (and, from scratch, everything) starts the same in both arms
+        model = Data2VecTextForSequenceClassification(config)
+        if state is not None:
+            missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+            assert not unexpected, unexpected
+        return model
+
+    summary = compare(
+        pretrain=pretrain,
+        build=build,
+        train=splits["train"],
+        validation=splits["validation"],
+        test=splits["test"],
+        grid=GRID,
+        settings=FINETUNE,
+        input_name="input_ids",
+        pretrain_seeds=pretrain_seeds,
+        finetune_seeds=finetune_seeds,
+        out_dir=out_dir,
+    )
+    summary["wall_seconds"] = round(time.time() - started, 1)
     return summary

@@ -2,8 +2,9 @@
 
 Primitives: ``ema`` (the teacher), ``masking``, ``targets`` (top-K layer averages),
 ``objective`` (regression head, loss, collapse statistics). Running it: ``recipe`` (YAML
-settings), ``modalities`` (the per-modality adapters), ``data``, ``trainer`` (the loop),
-``export`` (checkpoint -> Hugging Face backbone folder), ``plotting``.
+settings), ``resume`` (what a resumed run may change), ``modalities`` (the per-modality
+adapters), ``data``, ``trainer`` (the loop), ``export`` (checkpoint -> Hugging Face backbone
+folder), ``plotting``.
 
 The heavy modules load on first use, so ``import data2vec.pretraining`` stays light.
 """
@@ -16,6 +17,7 @@ from typing import Any
 _EXPORTS = {
     "Recipe": "recipe",
     "RecipeError": "recipe",
+    "RecipeChangedError": "resume",
     "Pretrainer": "trainer",
     "TrainResult": "trainer",
     "CollapseError": "trainer",

@@ -1,11 +1,25 @@
 """Pretraining data: audio files, images, text blocks, and the batch of every step.
 
-Reproducibility is by construction: the batch of step ``s`` is a pure function of
-``(seed, s, rank, world_size)``. The order of the items is a permutation drawn from
-``(seed, epoch)``; random crops and flips of the item at position ``p`` of the global batch
-use a generator seeded with ``(seed, s, p)``, and its mask seed comes from the same triple. So
-resuming needs no sampler state, and N processes that each load a slice of the global batch
-see exactly the items, crops and masks one process would see for the whole batch.
+Reproducibility is by construction: the micro-batch ``m`` of update ``s`` on a rank is a pure
+function of ``(seed, s, m, rank, world_size, update_freq)``, so resuming needs no sampler state.
+An update is ``world_size x update_freq`` batches, chunk ``m * world_size + rank`` on each rank.
+
+- Fixed batches (``data.batch_size``): the order of the items is a permutation drawn from
+  ``(seed, epoch)``; update ``s`` takes the next ``batch_size`` items of it (its global batch) and
+  cuts them into the chunks. Random crops and flips of the item at position ``p`` of the global
+  batch use a generator seeded with ``(seed, s, p)``, and its mask seed comes from the same
+  triple; audio crops every item to the shortest clip of the global batch. So N processes, or
+  k micro-batches, see exactly the items, crops and masks one process sees for the whole batch.
+- Length buckets (audio ``data.max_tokens``, as fairseq): every epoch, the clips are sorted by
+  length (longest first, ties in an order drawn from ``(seed, epoch)``) and cut into batches of
+  ``n`` clips with ``n x longest <= max_tokens`` (lengths capped at ``max_sample_size``); the
+  order of these batches is shuffled with ``(seed, epoch)``. Update ``s`` takes the next
+  ``world_size x update_freq`` of them, one per chunk; each is cropped to its own shortest clip.
+  The item at position ``p`` of the ``b``-th batch of an epoch draws from ``(seed, epoch, b, p)``,
+  so the batches, crops and masks do not depend on the process count or ``update_freq`` either:
+  2 processes see together what 1 process sees in two updates (or in one of ``update_freq`` 2).
+  The same holds with masks: a batch whose items are split over processes or micro-batches still
+  draws its masks as one batch (``group_mask_seeds``, for masks that depend on the whole batch).
 """
 
 from __future__ import annotations
@@ -27,17 +41,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 TEXT_SUFFIXES = (".txt",)
 ARRAY_SUFFIXES = (".npy", ".pt")
 
-DATA_STREAM, MASK_STREAM = 0, 1
+DATA_STREAM, MASK_STREAM, BUCKET_STREAM = 0, 1, 2
 
 
-def item_rng(seed: int, step: int, position: int) -> np.random.Generator:
-    """Random numbers for the item at ``position`` of the global batch of ``step``."""
-    return np.random.default_rng([seed, step, position, DATA_STREAM])
+def item_rng(*key: int) -> np.random.Generator:
+    """Random numbers for one item of a batch; ``key`` is ``(seed, step, position)`` (fixed
+    batches) or ``(seed, epoch, batch, position)`` (length buckets)."""
+    return np.random.default_rng([*key, DATA_STREAM])
 
 
-def mask_seed(seed: int, step: int, position: int) -> int:
-    """A 63-bit seed for the mask of the item at ``position`` of the global batch of ``step``."""
-    state = np.random.SeedSequence([seed, step, position, MASK_STREAM]).generate_state(1, dtype=np.uint64)[0]
+def mask_seed(*key: int) -> int:
+    """A 63-bit seed for the mask of the item of ``key`` (as ``item_rng``)."""
+    state = np.random.SeedSequence([*key, MASK_STREAM]).generate_state(1, dtype=np.uint64)[0]
     return int(state >> np.uint64(1))
 
 
@@ -51,9 +66,9 @@ class AudioFiles:
     """Waveforms from a fairseq manifest (``.tsv``: the root folder on the first line, then
     ``relative/path<TAB>num_samples``) or from the wav/flac files below a folder.
 
-    A batch crops every file to the same length: the shortest file of the global batch, at
-    most ``max_sample_size`` samples, at a random offset. Files shorter than
-    ``min_sample_size`` samples are skipped."""
+    A batch crops every file to the same length: the shortest file of its group (the global
+    batch, or the length bucket), at most ``max_sample_size`` samples, at a random offset. Files
+    shorter than ``min_sample_size`` samples are skipped."""
 
     def __init__(
         self,
@@ -129,11 +144,16 @@ class AudioFiles:
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def crop_lengths(self) -> np.ndarray:
+        """(items,) the most samples of each file a batch takes: its length, at most max_sample_size."""
+        return np.minimum(self.lengths, self.max_sample_size)
+
     def load(self, indices: Sequence[int], rngs: Sequence[np.random.Generator], group: Sequence[int]) -> dict:
         from ..audio.features import normalize_utterance
         from ..audio.io import load_audio
 
-        crop = int(min(self.max_sample_size, self.lengths[np.asarray(group)].min()))
+        crop = int(self.crop_lengths[np.asarray(group)].min())
         waveforms = []
         for index, rng in zip(indices, rngs):
             waveform = load_audio(self.paths[index], self.sampling_rate)  # (samples,)
@@ -351,62 +371,152 @@ class TextBlocks:
 
 
 # ---------------------------------------------------------------------------- batches of steps
+def length_buckets(lengths: np.ndarray, max_tokens: int) -> list[tuple[int, int]]:
+    """Cut ``lengths`` (sorted longest first) into runs ``[start, stop)`` of ``n`` items with
+    ``n x lengths[start] <= max_tokens`` (at least one item each), filled greedily in order."""
+    bounds, start = [], 0
+    while start < len(lengths):
+        count = max(1, int(max_tokens) // int(lengths[start]))
+        bounds.append((start, min(start + count, len(lengths))))
+        start += count
+    return bounds
+
+
 class StepBatches(torch.utils.data.Dataset):
-    """``batches[step]`` = this rank's slice of the global batch of ``step`` (a dict of tensors
-    plus ``mask_seeds`` (local batch,) int64, and what ``mask_sampler(batch)`` adds: the masks,
-    sampled here so that DataLoader workers do it). Use with a DataLoader(batch_size=None)."""
+    """``batches[step * update_freq + micro]`` = this rank's ``micro``-th micro-batch of update
+    ``step`` (``batches[step]`` when ``update_freq`` is 1): a dict of tensors plus ``mask_seeds``
+    (batch,) int64, and what ``mask_sampler(batch)`` adds (the masks, sampled here so that
+    DataLoader workers do it). Use with a DataLoader(batch_size=None).
+
+    An update is ``world_size x update_freq`` chunks; rank ``r`` loads chunk ``micro * world_size
+    + r`` as its micro-batch ``micro``. With ``global_batch_size`` they are equal slices of the
+    update's global batch; with ``max_tokens`` (the dataset gives ``crop_lengths``) each is a
+    length bucket of its own (see the module docstring). When a chunk is part of a larger group
+    (a slice of the global batch), the mask sampler also sees ``group_mask_seeds``: the mask seeds
+    of the whole group, in order, so that masks that depend on the whole batch (audio's
+    ``require_same_masks``) do not depend on the split."""
 
     def __init__(
         self,
         dataset,
-        global_batch_size: int,
+        global_batch_size: int | None,
         seed: int,
         rank: int = 0,
         world_size: int = 1,
         mask_sampler: Callable[[dict], dict] | None = None,
+        *,
+        update_freq: int = 1,
+        max_tokens: int | None = None,
     ) -> None:
-        if global_batch_size % world_size:
-            raise ValueError(
-                f"data.batch_size={global_batch_size} is not divisible by the {world_size} processes: "
-                "choose a batch size that is a multiple of the process count"
-            )
-        if len(dataset) < global_batch_size:
-            raise ValueError(
-                f"the data has {len(dataset)} items, fewer than one batch of data.batch_size={global_batch_size}: "
-                "add data or lower the batch size"
-            )
+        if update_freq < 1:
+            raise ValueError(f"update_freq must be >= 1, got {update_freq}")
         self.dataset = dataset
-        self.global_batch_size = global_batch_size
-        self.local_batch_size = global_batch_size // world_size
         self.seed = seed
         self.rank = rank
+        self.world_size = world_size
+        self.update_freq = update_freq
+        self.chunks = world_size * update_freq  # batches (or slices of the global batch) per update
         self.mask_sampler = mask_sampler
-        self.steps_per_epoch = len(dataset) // global_batch_size  # the last partial batch is dropped
+        self.max_tokens = max_tokens
         self._order: tuple[int, np.ndarray] | None = None
+        self._buckets: tuple[int, list[np.ndarray]] | None = None
+        if max_tokens is None:
+            self._check_batch_size(global_batch_size)
+            self.global_batch_size = global_batch_size
+            self.local_batch_size = global_batch_size // self.chunks
+            self.steps_per_epoch = len(dataset) // global_batch_size  # the last partial batch is dropped
+        else:
+            lengths = np.asarray(dataset.crop_lengths)
+            if int(lengths.max()) > max_tokens:
+                raise ValueError(
+                    f"data.max_tokens={max_tokens} is below the longest crop ({int(lengths.max())} samples): "
+                    "raise max_tokens or lower data.max_sample_size"
+                )
+            self.global_batch_size = self.local_batch_size = None
+            # the same every epoch: the cut depends only on the sorted lengths
+            self.batches_per_epoch = len(length_buckets(np.sort(lengths)[::-1], max_tokens))
+            self.steps_per_epoch = self.batches_per_epoch // self.chunks  # the last batches of an epoch may be left
+            if self.steps_per_epoch == 0:
+                raise ValueError(
+                    f"the data fills {self.batches_per_epoch} batches of data.max_tokens={max_tokens} samples, fewer "
+                    f"than the {world_size} process(es) x optim.update_freq {update_freq} of one update: add data or "
+                    "lower max_tokens"
+                )
+
+    def _check_batch_size(self, global_batch_size: int | None) -> None:
+        if global_batch_size is None:
+            raise ValueError("pass a global batch size (data.batch_size) or max_tokens (data.max_tokens)")
+        if global_batch_size % self.chunks:
+            accumulation = f" x optim.update_freq {self.update_freq}" if self.update_freq > 1 else ""
+            raise ValueError(
+                f"data.batch_size={global_batch_size} is not divisible by the {self.world_size} processes"
+                f"{accumulation}: choose a batch size that is a multiple of {self.chunks}"
+            )
+        if len(self.dataset) < global_batch_size:
+            raise ValueError(
+                f"the data has {len(self.dataset)} items, fewer than one batch of data.batch_size={global_batch_size}: "
+                "add data or lower the batch size"
+            )
 
     def order(self, epoch: int) -> np.ndarray:
-        """The item order of ``epoch``: a permutation that depends only on (seed, epoch)."""
+        """The item order of ``epoch`` (fixed batches): a permutation that depends only on (seed, epoch)."""
         if self._order is None or self._order[0] != epoch:
             self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset)))
         return self._order[1]
 
+    def buckets(self, epoch: int) -> list[np.ndarray]:
+        """The length-bucketed batches of ``epoch`` (item indices), in the epoch's order: a
+        function of (seed, epoch) and the clip lengths only."""
+        if self._buckets is None or self._buckets[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch, BUCKET_STREAM])
+            lengths = np.asarray(self.dataset.crop_lengths)
+            order = np.lexsort((rng.permutation(len(lengths)), -lengths))  # longest first, ties at random
+            batches = [order[start:stop] for start, stop in length_buckets(lengths[order], self.max_tokens)]
+            self._buckets = (epoch, [batches[index] for index in rng.permutation(len(batches))])
+        return self._buckets[1]
+
     def global_indices(self, step: int) -> np.ndarray:
+        """The items of update ``step``: its global batch, or its batches one after the other."""
+        return np.concatenate(self.update_batches(step))
+
+    def update_batches(self, step: int) -> list[np.ndarray]:
+        """The items of the ``world_size x update_freq`` chunks of update ``step``, chunk by chunk."""
+        if self.max_tokens is not None:
+            epoch, offset = divmod(step, self.steps_per_epoch)
+            return self.buckets(epoch)[offset * self.chunks : (offset + 1) * self.chunks]
+        return np.split(self._global_batch(step), self.chunks)
+
+    def _global_batch(self, step: int) -> np.ndarray:
         epoch, offset = divmod(step, self.steps_per_epoch)
         start = offset * self.global_batch_size
         return self.order(epoch)[start : start + self.global_batch_size]
 
     def __len__(self) -> int:
-        return 2**62  # any step; the sampler chooses which
+        return 2**62  # any micro-batch of any step; the sampler chooses which
 
-    def __getitem__(self, step: int) -> dict:
-        group = self.global_indices(step)
-        positions = range(self.rank * self.local_batch_size, (self.rank + 1) * self.local_batch_size)
-        batch = self.dataset.load(
-            [int(group[p]) for p in positions], [item_rng(self.seed, step, p) for p in positions], group
-        )
-        batch["mask_seeds"] = torch.tensor([mask_seed(self.seed, step, p) for p in positions], dtype=torch.long)
+    def __getitem__(self, index: int) -> dict:
+        step, micro = divmod(index, self.update_freq)
+        chunk = micro * self.world_size + self.rank
+        if self.max_tokens is None:
+            group = self._global_batch(step)
+            positions = range(chunk * self.local_batch_size, (chunk + 1) * self.local_batch_size)
+            keys = [(self.seed, step, p) for p in positions]
+            group_keys = [(self.seed, step, p) for p in range(len(group))]
+            indices = [int(group[p]) for p in positions]
+        else:
+            epoch, offset = divmod(step, self.steps_per_epoch)
+            number = offset * self.chunks + chunk  # the bucket's place in the epoch
+            group = self.buckets(epoch)[number]
+            keys = group_keys = [(self.seed, epoch, number, p) for p in range(len(group))]
+            indices = [int(item) for item in group]
+        batch = self.dataset.load(indices, [item_rng(*key) for key in keys], group)
+        batch["mask_seeds"] = torch.tensor([mask_seed(*key) for key in keys], dtype=torch.long)
         if self.mask_sampler is not None:
-            batch.update(self.mask_sampler(batch))
+            view = batch
+            if len(group_keys) > len(keys):
+                group_seeds = torch.tensor([mask_seed(*key) for key in group_keys], dtype=torch.long)
+                view = {**batch, "group_mask_seeds": group_seeds}
+            batch.update(self.mask_sampler(view))
         return batch
 
 
@@ -422,11 +532,11 @@ def _ignore_stop_signals(worker_id: int) -> None:
 def step_loader(
     batches: StepBatches, first_step: int, last_step: int, num_workers: int = 0, pin_memory: bool = False
 ) -> torch.utils.data.DataLoader:
-    """Batches of steps ``first_step .. last_step - 1`` in order."""
+    """The micro-batches of steps ``first_step .. last_step - 1`` in order (``update_freq`` per step)."""
     return torch.utils.data.DataLoader(
         batches,
         batch_size=None,
-        sampler=range(first_step, last_step),
+        sampler=range(first_step * batches.update_freq, last_step * batches.update_freq),
         num_workers=num_workers,
         pin_memory=pin_memory,
         worker_init_fn=_ignore_stop_signals,

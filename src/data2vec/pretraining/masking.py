@@ -2,7 +2,8 @@
 
 - ``span_mask``: audio. Spans of ``mask_length`` frames; about ``mask_prob * T / mask_length`` span
   starts per row, drawn without replacement, overlaps allowed (wav2vec 2.0 / data2vec 1.0:
-  ``mask_prob 0.65, mask_length 10`` masks about half the frames).
+  ``mask_prob 0.65, mask_length 10`` masks about half the frames). ``keep_masked`` then trims
+  the rows of a batch to one count (``require_same_masks``).
 - ``block_mask_2d``: images. BEiT block-wise masking of a patch grid (data2vec 1.0 image: 120 of
   14x14 patches, blocks of at least 16 patches, aspect ratio 0.3 to 1/0.3).
 - ``token_mask``: text. BERT-style replacement of chosen tokens (``mode="bert"``), or spans of
@@ -63,6 +64,21 @@ def span_mask(
         (batch, length), mask_prob, mask_length, min_masks=min_masks, attention_mask=attention_mask,
         generator=generator, device=device,
     )
+
+
+def keep_masked(mask: torch.Tensor, count: int, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """Rows of a bool (batch, length) mask with more than ``count`` masked positions keep ``count``
+    of them, drawn uniformly without replacement with the row's generator; the other rows are
+    unchanged. With ``count`` the fewest masked positions of a batch, every row masks the same
+    number (wav2vec 2.0 / data2vec 1.0 ``require_same_masks``)."""
+    if len(generators) != mask.shape[0]:
+        raise ValueError(f"expected one generator per row ({mask.shape[0]}), got {len(generators)}")
+    rows = []
+    for row, generator in zip(mask, generators):
+        if int(row.sum()) > count:
+            row = choose_without_replacement(row[None], torch.tensor([count], device=row.device), generator)[0]
+        rows.append(row)
+    return torch.stack(rows)
 
 
 # ---------------------------------------------------------------------------- images

@@ -15,7 +15,8 @@ The rest is shared: the student's final states, and the teacher's top-K layer ou
 
 ``positions`` are frames (audio), patches without CLS (vision) or tokens (text). Masks are
 sampled per item from the item's ``mask_seeds`` entry (``per_item_masks``), so they do not depend
-on how the global batch is split across processes.
+on how the global batch is split across processes or micro-batches; a mask that depends on the
+whole batch (audio's ``require_same_masks``) reads the group's seeds (``group_mask_seeds``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ModalityAdapter:
 
     input_name = ""  # the batch entry (and backbone argument) that holds the input
     mask_argument = ""  # the backbone argument that takes the student's mask
+    model_inits: tuple[str, ...] = ("default",)  # the recipe's model_init values build_backbone knows
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -71,6 +73,11 @@ class ModalityAdapter:
         self.backbone_class = self.spec.backbone_class
         self.sampler = self.spec.sampler_function  # the mask sampler sample_masks draws with
         _check_model_keys(recipe, self.config_class)
+        if recipe.model_init not in self.model_inits:
+            raise RecipeError(
+                f"model_init {recipe.model_init!r} is not available for {recipe.modality}: "
+                f"use one of {list(self.model_inits)}"
+            )
         self.extras: dict[str, Any] = {}  # saved in checkpoints (e.g. the tokenizer files)
 
     # -- building
@@ -106,6 +113,10 @@ class ModalityAdapter:
             raise NotImplementedError(f"{type(self).__name__} must set input_name and mask_argument or define model_inputs")
         inputs, mask = batch[self.input_name], batch["mask"]
         return {self.input_name: inputs, self.mask_argument: mask}, {self.input_name: inputs}, mask
+
+    def batch_seconds(self, batch: Batch) -> float | None:
+        """Seconds of input in ``batch`` (audio), None where the modality has no duration."""
+        return None
 
     def positions(self, states: torch.Tensor) -> torch.Tensor:
         """The backbone's (batch, sequence, hidden) states -> (batch, positions, hidden): the positions
@@ -165,16 +176,30 @@ class AudioAdapter(ModalityAdapter):
 
     def sample_masks(self, batch):
         from ..audio.feature_encoder import feature_encoder_output_length
+        from .masking import keep_masked
 
         masking = self.recipe.masking
         frames = int(feature_encoder_output_length(batch["input_values"].shape[1], self._config))
-        mask = per_item_masks(
-            batch,
-            lambda generator: self.sampler(
+
+        def draw(generator):  # (1, frames)
+            return self.sampler(
                 1, frames, masking.mask_prob, masking.mask_length, min_masks=masking.min_masks, generator=generator
-            ),
-        )
+            )
+
+        generators = item_generators(batch)
+        mask = torch.cat([draw(generator) for generator in generators])  # (batch, frames)
+        if masking.require_same_masks:
+            if "group_mask_seeds" in batch:  # a slice of a global batch: the fewest of the whole batch
+                group = batch["group_mask_seeds"].tolist()
+                fewest = min(int(draw(torch.Generator().manual_seed(seed)).sum()) for seed in group)
+            else:
+                fewest = int(mask.sum(dim=1).min())
+            mask = keep_masked(mask, fewest, generators)  # the generators go on after each row's draw
         return {"mask": mask}  # (batch, frames)
+
+    def batch_seconds(self, batch):
+        samples = batch["input_values"].shape[0] * batch["input_values"].shape[1]
+        return samples / self.recipe.data.sampling_rate
 
     def export_extras(self, directory, extras):
         from ..audio.features import Data2VecAudioFeatureExtractor
@@ -185,6 +210,15 @@ class AudioAdapter(ModalityAdapter):
 # ---------------------------------------------------------------------------- vision
 class VisionAdapter(ModalityAdapter):
     input_name, mask_argument = "pixel_values", "bool_masked_pos"
+    model_inits = ("default", "beit")
+
+    def build_backbone(self, config):
+        backbone = super().build_backbone(config)
+        if self.recipe.model_init == "beit":  # the released image pretraining's initialisation
+            from ..vision.model import init_for_pretraining
+
+            init_for_pretraining(backbone)
+        return backbone
 
     def model_config(self):
         config = super().model_config()

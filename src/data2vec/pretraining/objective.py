@@ -86,6 +86,27 @@ def regression_loss(
     return per_position
 
 
+def spread_sums(values: torch.Tensor) -> torch.Tensor:
+    """(N, C) values -> float64 (1 + 2C,): N, the per-channel sums and the per-channel sums of
+    squares. Sums of several batches (or ranks) add up; ``spread_from_sums`` turns them into the
+    spread of all their positions together."""
+    with torch.no_grad():
+        values = values.detach().double().reshape(-1, values.shape[-1])  # (N, C)
+        count = torch.full((1,), values.shape[0], dtype=torch.float64, device=values.device)
+        return torch.cat([count, values.sum(dim=0), values.square().sum(dim=0)])
+
+
+def spread_from_sums(sums: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The spread (as ``target_std``: mean over channels of sqrt(unbiased variance + eps)) of the
+    positions whose ``spread_sums`` (added up) are ``sums``."""
+    channels = (sums.shape[0] - 1) // 2
+    count, total, total_squares = sums[0], sums[1 : 1 + channels], sums[1 + channels :]
+    if count < 2:
+        raise ValueError(f"the spread of predictions/targets needs at least 2 masked positions, got {int(count)}")
+    variance = (total_squares - total.square() / count) / (count - 1)
+    return torch.sqrt(variance.clamp(min=0) + eps).mean().float()
+
+
 def _mean_std(values: torch.Tensor, all_reduce: bool, eps: float = 1e-6) -> torch.Tensor:
     """mean over channels of sqrt(unbiased variance over positions + eps), for (N, C) values
     (any leading dims are flattened into N). With ``all_reduce`` and an initialised process group,
@@ -93,19 +114,9 @@ def _mean_std(values: torch.Tensor, all_reduce: bool, eps: float = 1e-6) -> torc
     with torch.no_grad():
         values = values.detach().float().reshape(-1, values.shape[-1])  # (N, C)
         if all_reduce and dist.is_available() and dist.is_initialized():
-            stats = torch.cat(
-                [
-                    values.new_tensor([values.shape[0]]).double(),
-                    values.double().sum(dim=0),
-                    values.double().square().sum(dim=0),
-                ]
-            )
-            dist.all_reduce(stats)
-            count, total, total_squares = stats[0], stats[1 : 1 + values.shape[1]], stats[1 + values.shape[1] :]
-            if count < 2:
-                raise ValueError("the spread of predictions/targets needs at least 2 masked positions")
-            variance = (total_squares - total.square() / count) / (count - 1)
-            return torch.sqrt(variance.clamp(min=0) + eps).mean().float()
+            sums = spread_sums(values)
+            dist.all_reduce(sums)
+            return spread_from_sums(sums, eps)
         if values.shape[0] < 2:
             raise ValueError(
                 f"the spread of predictions/targets needs at least 2 masked positions, got {values.shape[0]}"

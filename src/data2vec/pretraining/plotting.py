@@ -171,6 +171,7 @@ def plot_training_log(
     """Two panels from a pretraining JSONL log: the loss (log scale), and the per-dimension
     standard deviations of targets and predictions with the collapse thresholds."""
     records = read_log(log_path) if Path(log_path).is_file() else []
+    records = [record for record in records if "event" not in record]  # measurements only (not recipe changes)
     steps = [record["step"] for record in records]
     loss = Panel(f"{title}: loss", [Series("loss", steps, [r["loss"] for r in records])], log_y=True)
     thresholds = []

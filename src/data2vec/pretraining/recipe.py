@@ -10,10 +10,13 @@ A recipe has one section per part of the method (see ``recipes/pretrain-*.yaml``
     masking      the modality's mask sampler settings
     loss         smooth L1 beta (0 = squared error), scale, reduction
     head         regression head depth
-    optim        AdamW, learning-rate schedule, gradient clipping, number of updates
-    data         global batch size and the modality's input settings
+    optim        AdamW, learning-rate schedule, gradient clipping, number of updates,
+                 micro-batches accumulated per update (update_freq)
+    data         global batch size (audio: or samples per batch, max_tokens) and the modality's input settings
     collapse     thresholds of the collapse watch
     precision    fp32 | bf16 (autocast), device, log_every, save_every, seed
+    model_init   default (the backbone's own initialisation) | beit (vision: BEiT's pretraining
+                 initialisation, see ``vision.model.init_for_pretraining``)
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -32,6 +35,7 @@ from ..registry import UnknownModalityError, get_modality
 
 NORMS = ("instance", "layer", "none")
 LAYER_OUTPUTS = ("feed_forward", "block")
+MODEL_INITS = ("default", "beit")  # which a modality supports: its adapter's ``model_inits``
 RECIPES_FOLDER = Path(__file__).resolve().parents[3] / "recipes"  # the repository's recipes/
 
 
@@ -79,6 +83,9 @@ class SpanMaskingSettings:
     mask_prob: float = 0.65
     mask_length: int = 10
     min_masks: int = 1
+    # every row of a batch masks as many frames as its row with the fewest (the others drop random
+    # masked frames): the minimum over the global batch (data.batch_size) or the bucketed batch (data.max_tokens)
+    require_same_masks: bool = True
 
     def validate(self) -> None:
         if not 0.0 < self.mask_prob <= 1.0:
@@ -164,8 +171,11 @@ class OptimSettings:
     init_lr_scale: float = 0.01  # tri_stage: lr / peak at step 0
     final_lr_scale: float = 0.01  # tri_stage: lr / peak at the last step
     clip_norm: float | None = None
+    update_freq: int = 1  # micro-batches accumulated into each optimizer update (fairseq's update_freq)
 
     def validate(self) -> None:
+        if self.update_freq < 1:
+            raise RecipeError(f"optim.update_freq must be >= 1, got {self.update_freq}")
         if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
             raise RecipeError("optim.lr and optim.eps must be > 0 and optim.weight_decay >= 0")
         if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
@@ -203,12 +213,17 @@ class OptimSettings:
 
 @dataclasses.dataclass(kw_only=True)
 class DataSettings:
-    batch_size: int = 8  # global: summed over all processes
+    batch_size: int | None = 8  # global: summed over all processes (and micro-batches of optim.update_freq)
     num_workers: int = 0  # DataLoader worker processes per rank
 
     def validate(self) -> None:
-        if self.batch_size < 1 or self.num_workers < 0:
-            raise RecipeError("data.batch_size must be >= 1 and data.num_workers >= 0")
+        if self.num_workers < 0:
+            raise RecipeError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        self.validate_batch_size()
+
+    def validate_batch_size(self) -> None:
+        if self.batch_size is None or self.batch_size < 1:
+            raise RecipeError(f"data.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -217,11 +232,28 @@ class AudioDataSettings(DataSettings):
     max_sample_size: int = 320000  # crops: at most this many samples ...
     min_sample_size: int = 32000  # ... and files shorter than this are skipped
     normalize: bool = True  # zero mean, unit variance per file (as the feature extractor does)
+    # samples per batch per process (fairseq's max_tokens), instead of batch_size: clips sorted by
+    # length are cut into batches of n clips with n x (longest clip, at most max_sample_size) <= max_tokens
+    max_tokens: int | None = None
 
     def validate(self) -> None:
         super().validate()
         if not 0 < self.min_sample_size <= self.max_sample_size:
             raise RecipeError("data.min_sample_size must be in (0, data.max_sample_size]")
+
+    def validate_batch_size(self) -> None:
+        if self.max_tokens is None:
+            return super().validate_batch_size()
+        if self.batch_size is not None:
+            raise RecipeError(
+                f"data.batch_size ({self.batch_size}) and data.max_tokens ({self.max_tokens}) both size the batches: "
+                "set batch_size: null to batch by max_tokens, or max_tokens: null for fixed batches"
+            )
+        if self.max_tokens < self.max_sample_size:
+            raise RecipeError(
+                f"data.max_tokens={self.max_tokens} is below data.max_sample_size={self.max_sample_size}: a batch "
+                "must hold at least one crop; raise max_tokens or lower max_sample_size"
+            )
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -289,6 +321,7 @@ class Recipe:
     save_every: int = 1000
     seed: int = 1
     name: str = ""  # for logs; defaults to the file name
+    model_init: str = "default"  # default | beit: how a fresh run initialises the backbone (see MODEL_INITS)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "recipe") -> Recipe:
@@ -333,6 +366,8 @@ class Recipe:
                 getattr(self, name).validate()
             except RecipeError as error:
                 raise RecipeError(f"{source}: {error}") from None
+        if self.model_init not in MODEL_INITS:
+            raise RecipeError(f"{source}: model_init must be one of {MODEL_INITS}, got {self.model_init!r}")
         if self.precision not in ("fp32", "bf16"):
             raise RecipeError(f"{source}: precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):

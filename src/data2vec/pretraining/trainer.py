@@ -1,17 +1,27 @@
 """The data2vec pretraining loop, the same for every modality.
 
-One update:
+One update is ``optim.update_freq`` micro-batches on each rank (``pretraining.data``: a global
+batch of ``data.batch_size`` items cut into processes x update_freq slices, or, for audio with
+``data.max_tokens``, processes x update_freq length-bucketed batches). For each micro-batch:
 
-    batch + masks (sampled in the data loader) -> student (masked input) -> head at masked positions
-                                               -> teacher (unmasked input, eval, no grad) -> top-K layers -> targets
-    loss = regression_loss(predictions, targets) / masked positions (of the global batch)
-    backward, clip, AdamW step, lr schedule step, teacher <- EMA(student)
+    batch + masks (sampled in the data loader) -> student (masked input, autocast) -> head at masked positions
+                                               -> teacher (unmasked input, eval, no grad, float32) -> top-K layers
+                                                  -> targets
+    loss = regression_loss(predictions, targets) / masked positions (of the whole update), backward
+
+then clip, AdamW step, lr schedule step, teacher <- EMA(student): once per update. The logged
+statistics (loss, spreads, masked count, audio seconds) cover the whole update.
 
 Runs on one process or under ``torchrun`` (DistributedDataParallel: gloo on CPU, nccl on GPU).
 Every rank holds the whole teacher and updates it from the all-reduced student, so the
-teachers stay identical (checked at every checkpoint). The loss of each rank is divided by
-the masked positions of the *global* batch and multiplied by the world size, so the averaged
-gradient equals the gradient one process computes on the whole batch.
+teachers stay identical (checked at every checkpoint). The loss of each micro-batch is divided by
+the masked positions of the *whole update* (every micro-batch of every rank, counted from the
+masks before the forward) and multiplied by the world size, so the accumulated, averaged gradient
+equals the gradient one process computes on all of the update's items at once. DDP all-reduces
+the gradients once per update (``no_sync`` on all micro-batches but the last).
+
+With ``precision: bf16`` the student runs under autocast; the teacher runs in float32 outside it
+(as the authors' image code does), and its targets are averaged and normalised in float32.
 
 A run folder holds ``checkpoint.pt`` (written atomically), ``log.jsonl``, ``loss.png`` and
 ``recipe.yaml``. Ctrl-C (SIGINT) or SIGTERM finishes the current update, saves and exits.
@@ -45,9 +55,10 @@ from ..registry import MODALITIES
 from .data import StepBatches, step_loader
 from .ema import EMATeacher, ema_decay
 from .modalities import ModalityAdapter, adapter_for
-from .objective import RegressionHead, prediction_std, regression_loss, target_std
+from .objective import RegressionHead, regression_loss, spread_from_sums, spread_sums
 from .plotting import plot_training_log
 from .recipe import Recipe
+from .resume import RecipeChanges, check_resume, describe
 from .targets import average_top_k
 
 logger = logging.getLogger(__name__)
@@ -60,8 +71,6 @@ CHECKPOINT_FORMAT = "data2vec-pretraining"
 # 1: the first format; 2: blocks under ``encoder.layers`` (the core Encoder) and the modality's
 # registry name (audio, not speech). ``load_checkpoint`` upgrades older versions.
 CHECKPOINT_VERSION = 2
-# recipe keys that may change between a run and its resumption without breaking exactness
-RESUMABLE_CHANGES = {"optim.total_steps", "log_every", "save_every", "data.num_workers", "device", "name"}
 
 
 class CollapseError(RuntimeError):
@@ -196,7 +205,11 @@ class Pretrainer:
 
     ``data``: a path (audio folder or manifest, image folder or .npy/.pt array, text file or
     folder), or in memory (an image array/tensor, a list of text strings).
-    ``resume``: continue from ``out_dir/checkpoint.pt`` (a fresh start when there is none)."""
+    ``resume``: continue from ``out_dir/checkpoint.pt`` (a fresh start when there is none).
+    A resume whose recipe differs from the checkpoint's stops with a ``RecipeChangedError``
+    unless the change is free (logging, workers, device) or allowed: ``extend_schedule`` accepts
+    changes of the learning-rate / EMA schedule, ``allow_recipe_change`` of any other key
+    (see ``pretraining.resume``); an accepted change is recorded in ``log.jsonl``."""
 
     def __init__(
         self,
@@ -206,6 +219,8 @@ class Pretrainer:
         *,
         resume: bool = False,
         progress: bool = True,
+        extend_schedule: bool = False,
+        allow_recipe_change: bool = False,
     ) -> None:
         self.recipe = recipe
         self.out_dir = Path(out_dir)
@@ -216,7 +231,8 @@ class Pretrainer:
         self.log_path = self.out_dir / LOG_NAME
         self.plot_path = self.out_dir / PLOT_NAME
 
-        checkpoint = self._find_checkpoint(resume)
+        self.resume_changes = RecipeChanges({}, {}, {})  # recipe changes accepted on resume
+        checkpoint = self._find_checkpoint(resume, extend_schedule, allow_recipe_change)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / RECIPE_NAME).write_text(recipe.to_yaml())
@@ -266,9 +282,10 @@ class Pretrainer:
             seed_everything(int(np.random.SeedSequence([recipe.seed, self.dist.rank, self.step]).generate_state(1)[0]))
         if self.dist.is_main:
             self._trim_log()
+            self._log_resume_changes()
 
     # ------------------------------------------------------------ checkpoints
-    def _find_checkpoint(self, resume: bool) -> dict | None:
+    def _find_checkpoint(self, resume: bool, extend_schedule: bool, allow_recipe_change: bool) -> dict | None:
         if not self.checkpoint_path.is_file():
             if resume and self.dist.is_main:
                 logger.warning("--resume: no checkpoint in %s yet, starting from scratch", self.out_dir)
@@ -279,21 +296,32 @@ class Pretrainer:
                 "it, or choose another output folder"
             )
         checkpoint = load_checkpoint(self.checkpoint_path)
-        changed = sorted(_recipe_differences(checkpoint["recipe"], self.recipe.to_dict()) - RESUMABLE_CHANGES)
-        if changed and self.dist.is_main:
-            warnings.warn(
-                f"the recipe differs from the checkpoint's in {changed}: the resumed run will not match "
-                "an uninterrupted one",
-                stacklevel=3,
-            )
+        self.resume_changes = check_resume(
+            checkpoint["recipe"], self.recipe, extend_schedule=extend_schedule, allow_recipe_change=allow_recipe_change,
+            checkpoint=str(self.checkpoint_path), recipe_file=str(self.out_dir / RECIPE_NAME),
+        )
         return checkpoint
 
     def _load_checkpoint(self, checkpoint: dict) -> bool:
         self.model.backbone.load_state_dict(checkpoint["student"])
         self.model.head.load_state_dict(checkpoint["head"])
         self.teacher.model.load_state_dict(checkpoint["teacher"])
+        # this recipe's optimizer settings (betas, eps, weight decay): the loaded state would restore the old ones
+        settings = [
+            {key: value for key, value in group.items() if key not in ("params", "lr", "initial_lr")}
+            for group in self.optimizer.param_groups
+        ]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if any(key.startswith("optim.") for key in self.resume_changes.other):
+            for group, own in zip(self.optimizer.param_groups, settings):
+                group.update(own)
+        if self.resume_changes.schedule:  # the new lr schedule from the next update on (the EMA decay is per update)
+            self.scheduler.base_lrs = [self.recipe.optim.lr for _ in self.optimizer.param_groups]
+            for group, scale in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+                group["initial_lr"] = self.recipe.optim.lr
+                group["lr"] = self.recipe.optim.lr * scale(self.scheduler.last_epoch)
+            self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.step = self.saved_step = int(checkpoint["step"])
         self.elapsed = float(checkpoint.get("elapsed", 0.0))
         states = checkpoint.get("rng") or []
@@ -362,6 +390,19 @@ class Pretrainer:
         with self.log_path.open("a") as file:
             file.write(json.dumps(record) + "\n")
 
+    def _log_resume_changes(self) -> None:
+        """Record the recipe changes this resume accepted (once per update, if resumed twice from it)."""
+        logged = []
+        if self.log_path.is_file():
+            logged = [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+        for event in self.resume_changes.events():
+            record = {"step": self.step, **event}
+            logger.warning(
+                "update %d: %s on resume: %s", self.step, event["event"].replace("_", " "), describe(event["changes"])
+            )
+            if record not in logged:
+                self._write_log(record)
+
     def plot(self) -> Path | None:
         if not self.dist.is_main or not self.log_path.is_file():
             return None
@@ -375,42 +416,86 @@ class Pretrainer:
 
     # ------------------------------------------------------------ one update
     def step_batches(self) -> StepBatches:
-        """This rank's batches, masks included, of every step."""
+        """This rank's micro-batches, masks included, of every step (``update_freq`` per step)."""
         return StepBatches(
             self.dataset, self.recipe.data.batch_size, self.recipe.seed, self.dist.rank, self.dist.world_size,
-            mask_sampler=self.adapter.sample_masks,
+            mask_sampler=self.adapter.sample_masks, update_freq=self.recipe.optim.update_freq,
+            max_tokens=getattr(self.recipe.data, "max_tokens", None),
         )
 
-    def train_step(self, batch: dict[str, torch.Tensor], stop_requested: bool = False) -> dict[str, float]:
-        """One optimizer update on this rank's part of a global batch. Returns the global
-        statistics (identical on every rank) and whether any rank asked to stop."""
+    def _batch_description(self, batches: StepBatches) -> str:
+        processes, update_freq = self.dist.world_size, self.recipe.optim.update_freq
+        if batches.max_tokens is None:
+            accumulation = f" in {update_freq} micro-batches" if update_freq > 1 else ""
+            return f"global batch {batches.global_batch_size} on {processes} process(es){accumulation}"
+        samples = batches.max_tokens * processes * update_freq
+        seconds = samples / self.recipe.data.sampling_rate if hasattr(self.recipe.data, "sampling_rate") else None
+        audio = f" = {seconds:.1f} s of audio" if seconds is not None else ""
+        return (
+            f"{batches.batches_per_epoch} length buckets per epoch; global batch up to {samples} samples{audio} "
+            f"per update (max_tokens {batches.max_tokens} x {processes} process(es) x update_freq {update_freq})"
+        )
+
+    def train_step(
+        self, batches: list[dict[str, torch.Tensor]] | dict[str, torch.Tensor], stop_requested: bool = False
+    ) -> dict[str, float]:
+        """One optimizer update on this rank's micro-batches of a global update (one batch dict is
+        one micro-batch). Returns the global statistics of the update (identical on every rank)
+        and whether any rank asked to stop."""
         recipe = self.recipe
-        batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-        student_inputs, teacher_inputs, mask = self.adapter.model_inputs(batch)
-        with autocast_context(recipe.precision, self.device):
-            prediction = self.trained(student_inputs, mask)  # (local masked, C)
-            layers, padding_mask = self.adapter.teacher_layers(self.teacher, teacher_inputs)
-        targets = average_top_k(
-            layers,
-            recipe.targets.top_k,
-            layer_norm=recipe.targets.layer_norm,
-            post_norm=recipe.targets.post_norm,
-            padding_mask=padding_mask,
-        )  # (batch, positions, C) float32
-        target = targets[mask]  # (local masked, C)
-        prediction = prediction.float()
-        loss_sum = regression_loss(prediction, target, beta=recipe.loss.beta, scale=recipe.loss.scale, reduction="sum")
-        if recipe.loss.reduction == "mean":
-            loss_sum = loss_sum / target.shape[-1]  # mean over every element of every masked position
+        if isinstance(batches, dict):
+            batches = [batches]
+        # the masked positions of the whole update: counted on the CPU masks, all-reduced on the
+        # device without waiting for it
+        local_masked = sum(int(batch["mask"].sum()) for batch in batches)
+        masked_total = torch.full((1,), float(local_masked), dtype=torch.float64, device=self.device)
+        self.dist.all_reduce_sum(masked_total)
+        loss_factor = (self.dist.world_size / masked_total.clamp(min=1.0))[0].float()  # DDP averages the ranks
 
-        totals = torch.tensor(
-            [float(mask.sum()), float(loss_sum.detach()), float(stop_requested)], dtype=torch.float64, device=self.device
-        )
-        self.dist.all_reduce_sum(totals)
-        masked = max(float(totals[0]), 1.0)
-        loss_value = float(totals[1]) / masked
-        spread_target = float(target_std(target, all_reduce=self.dist.distributed))
-        spread_prediction = float(prediction_std(prediction.detach(), all_reduce=self.dist.distributed))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_total = torch.zeros((), dtype=torch.float64, device=self.device)
+        target_sums = prediction_sums = 0.0
+        seconds = None
+        for index, batch in enumerate(batches):
+            batch_seconds = self.adapter.batch_seconds(batch)
+            if batch_seconds is not None:
+                seconds = (seconds or 0.0) + batch_seconds
+            batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+            student_inputs, teacher_inputs, mask = self.adapter.model_inputs(batch)
+            with torch.autocast(device_type=self.device.type, enabled=False):  # the teacher in float32
+                layers, padding_mask = self.adapter.teacher_layers(self.teacher, teacher_inputs)
+            targets = average_top_k(
+                layers,
+                recipe.targets.top_k,
+                layer_norm=recipe.targets.layer_norm,
+                post_norm=recipe.targets.post_norm,
+                padding_mask=padding_mask,
+            )  # (batch, positions, C) float32
+            target = targets[mask]  # (local masked, C)
+            last = index == len(batches) - 1
+            gradient_sync = self.trained.no_sync() if self.dist.distributed and not last else contextlib.nullcontext()
+            with gradient_sync:
+                with autocast_context(recipe.precision, self.device):
+                    prediction = self.trained(student_inputs, mask)  # (local masked, C)
+                prediction = prediction.float()
+                loss_sum = regression_loss(
+                    prediction, target, beta=recipe.loss.beta, scale=recipe.loss.scale, reduction="sum"
+                )
+                if recipe.loss.reduction == "mean":
+                    loss_sum = loss_sum / target.shape[-1]  # mean over every element of every masked position
+                (loss_sum * loss_factor).backward()
+            loss_total += loss_sum.detach().double()
+            target_sums = target_sums + spread_sums(target)
+            prediction_sums = prediction_sums + spread_sums(prediction)
+
+        channels = target.shape[-1]
+        flags = loss_total.new_tensor([float(stop_requested), seconds or 0.0])
+        totals = torch.cat([loss_total[None], flags, target_sums, prediction_sums])
+        self.dist.all_reduce_sum(totals)  # one all-reduce of every statistic
+        masked = float(masked_total[0])
+        loss_value = float(totals[0]) / max(masked, 1.0)
+        spread_target = float(spread_from_sums(totals[3 : 4 + 2 * channels]))
+        spread_prediction = float(spread_from_sums(totals[4 + 2 * channels :]))
         update = self.step + 1
         if not math.isfinite(loss_value):
             raise TrainingDivergedError(
@@ -419,9 +504,6 @@ class Pretrainer:
             )
         self._watch_collapse(update, spread_target, spread_prediction)
 
-        loss = loss_sum * (self.dist.world_size / masked)  # DDP averages: the sum over ranks / global masked count
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         grad_norm = None
         if recipe.optim.clip_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.optim.clip_norm))
@@ -437,9 +519,10 @@ class Pretrainer:
             "ema_decay": decay,
             "target_std": spread_target,
             "prediction_std": spread_prediction,
-            "masked": float(totals[0]),
+            "masked": masked,
+            "audio_seconds": float(totals[2]) if seconds is not None else None,
             "grad_norm": grad_norm,
-            "stop": float(totals[2]) > 0,
+            "stop": float(totals[1]) > 0,
         }
 
     def _watch_collapse(self, update: int, spread_target: float, spread_prediction: float) -> None:
@@ -461,7 +544,8 @@ class Pretrainer:
             f"{watch.check_after}). The per-dimension spread of the teacher's targets or of the student's predictions "
             "has nearly vanished: they are almost the same vector at every position, so the loss can shrink without "
             "anything being learned. Things to try: a lower learning rate or a longer warmup (optim.lr, "
-            "optim.warmup_steps); a slower teacher (higher ema.start, ema.end); a larger batch (data.batch_size); "
+            "optim.warmup_steps); a slower teacher (higher ema.start, ema.end); a larger batch (data.batch_size, "
+            "data.max_tokens or optim.update_freq); "
             "check the data for silence, blank images or repeated text. The run stopped without saving this state; "
             f"last checkpoint: {saved}."
         )
@@ -479,30 +563,31 @@ class Pretrainer:
         loader = step_loader(batches, self.step, end, recipe.data.num_workers, pin_memory=self.device.type == "cuda")
         if self.dist.is_main:
             logger.info(
-                "data2vec %s pretraining: %.2fM trained parameters, %d items, global batch %d on %d process(es) (%s); "
-                "updates %d -> %d of %d; run folder %s",
+                "data2vec %s pretraining: %.2fM trained parameters, %d items, %s (%s); updates %d -> %d of %d; "
+                "run folder %s",
                 recipe.modality, sum(p.numel() for p in self.model.parameters()) / 1e6, len(self.dataset),
-                recipe.data.batch_size, self.dist.world_size, self.device, self.step, end, total, self.out_dir,
+                self._batch_description(batches), self.device, self.step, end, total, self.out_dir,
             )
         bar = tqdm(
             total=total, initial=self.step, desc=f"pretrain {recipe.modality}", unit="step",
             dynamic_ncols=True, disable=not (self.progress and self.dist.is_main),
         )
         stop = _StopFlag()
-        window: dict[str, list[float]] = {"loss": [], "target_std": [], "prediction_std": []}
+        window: dict[str, list[float]] = {"loss": [], "target_std": [], "prediction_std": [], "audio_seconds": []}
         last_log, interrupted, saved_at = None, False, -1
         started = time.perf_counter()
         with stop.installed():
             try:
-                for index, batch in enumerate(loader):
-                    stats = self.train_step(batch, stop.requested)
+                for index, micro_batches in enumerate(_in_groups(loader, recipe.optim.update_freq)):
+                    stats = self.train_step(micro_batches, stop.requested)
                     if index == 0:  # the first batch's inputs were checked: no more device waits
                         set_input_validation(self.model, False)
                         set_input_validation(self.teacher, False)
                     self.elapsed += time.perf_counter() - started
                     started = time.perf_counter()
                     for key in window:
-                        window[key].append(stats[key])
+                        if stats[key] is not None:
+                            window[key].append(stats[key])
                     bar.set_postfix(
                         loss=f"{stats['loss']:.4f}", target_std=f"{stats['target_std']:.3f}",
                         ema=f"{stats['ema_decay']:.5f}", refresh=False,
@@ -518,6 +603,8 @@ class Pretrainer:
                             "prediction_std": float(np.mean(window["prediction_std"])),
                             "seconds": round(self.elapsed, 3),
                         }
+                        if window["audio_seconds"]:  # per update
+                            last_log["audio_seconds"] = round(float(np.mean(window["audio_seconds"])), 3)
                         if stats["grad_norm"] is not None:
                             last_log["grad_norm"] = stats["grad_norm"]
                         window = {key: [] for key in window}
@@ -548,6 +635,16 @@ class Pretrainer:
 
     def close(self) -> None:
         self.dist.close()
+
+
+def _in_groups(items, size: int):
+    """Lists of ``size`` consecutive items (a last shorter list is dropped)."""
+    group = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
 
 
 class _StopFlag:
@@ -609,10 +706,3 @@ def _upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 def _to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu() for key, value in state.items()}
-
-
-def _recipe_differences(old: Any, new: Any, prefix: str = "") -> set[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = set(old) | set(new)
-        return set().union(*(_recipe_differences(old.get(k), new.get(k), f"{prefix}{k}.") for k in keys)) if keys else set()
-    return set() if old == new else {prefix.rstrip(".")}

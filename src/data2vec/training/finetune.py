@@ -2,7 +2,9 @@
 ``labels`` and returns an output with ``loss`` and ``logits``.
 
 AdamW with linear warmup and cosine decay, gradient clipping, seeded data order, a tqdm bar
-with the running loss, and accuracy on an evaluation set."""
+with the running loss, and accuracy on an evaluation set. Inputs are one tensor (passed as
+``input_name``) or a dict of tensors with the same first dimension (e.g. ``input_ids`` and
+``attention_mask``)."""
 
 from __future__ import annotations
 
@@ -40,21 +42,35 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
+Inputs = torch.Tensor | dict[str, torch.Tensor]
+
+
+def as_input_dict(inputs: Inputs, input_name: str) -> dict[str, torch.Tensor]:
+    return dict(inputs) if isinstance(inputs, dict) else {input_name: inputs}
+
+
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, input_name: str, batch_size: int = 256) -> float:
+def predictions(model: torch.nn.Module, inputs: Inputs, input_name: str = "pixel_values", batch_size: int = 256) -> torch.Tensor:
+    """The argmax class of every row, in eval mode."""
+    inputs = as_input_dict(inputs, input_name)
+    rows = len(next(iter(inputs.values())))
     was_training = model.training
     model.eval()
-    correct = 0
-    for start in range(0, len(labels), batch_size):
-        logits = model(**{input_name: inputs[start : start + batch_size]}).logits
-        correct += int((logits.argmax(-1) == labels[start : start + batch_size]).sum())
+    classes = [
+        model(**{name: value[start : start + batch_size] for name, value in inputs.items()}).logits.argmax(-1)
+        for start in range(0, rows, batch_size)
+    ]
     model.train(was_training)
-    return correct / max(1, len(labels))
+    return torch.cat(classes) if classes else torch.zeros(0, dtype=torch.long)
+
+
+def accuracy(model: torch.nn.Module, inputs: Inputs, labels: torch.Tensor, input_name: str = "pixel_values", batch_size: int = 256) -> float:
+    return float((predictions(model, inputs, input_name, batch_size) == labels).float().mean()) if len(labels) else 0.0
 
 
 def finetune(
     model: torch.nn.Module,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     labels: torch.Tensor,
     settings: FinetuneSettings,
     *,
@@ -63,7 +79,9 @@ def finetune(
     description: str = "fine-tune",
     progress: bool = True,
 ) -> list[float]:
-    """Train ``model`` on (inputs, labels) in memory. Returns the loss of every step."""
+    """Train ``model`` on (inputs, labels) in memory. Returns the loss of every step.
+    ``augment`` changes the ``input_name`` tensor of each batch."""
+    inputs = as_input_dict(inputs, input_name)
     generator = torch.Generator().manual_seed(settings.seed)
     steps_per_epoch = math.ceil(len(labels) / settings.batch_size)
     total = settings.epochs * steps_per_epoch
@@ -76,10 +94,10 @@ def finetune(
         order = torch.randperm(len(labels), generator=generator)
         for start in range(0, len(labels), settings.batch_size):
             index = order[start : start + settings.batch_size]
-            batch = inputs[index]
+            batch = {name: value[index] for name, value in inputs.items()}
             if augment is not None:
-                batch = augment(batch, generator)
-            loss = model(**{input_name: batch}, labels=labels[index]).loss
+                batch[input_name] = augment(batch[input_name], generator)
+            loss = model(**batch, labels=labels[index]).loss
             if not losses:  # the first batch's inputs were checked: no more device waits
                 set_input_validation(model, False)
             optimizer.zero_grad(set_to_none=True)

@@ -7,6 +7,8 @@ pixels -> patch embeddings (+ CLS, optional mask token, optional absolute positi
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -48,6 +50,42 @@ def _init_vision_weights(config: Data2VecVisionConfig, module: nn.Module) -> Non
     elif isinstance(module, PreNormBlock) and module.attention_scale is not None:
         nn.init.constant_(module.attention_scale, config.layer_scale_init_value)
         nn.init.constant_(module.mlp_scale, config.layer_scale_init_value)
+
+
+def init_for_pretraining(model: Data2VecVisionModel, std: float | None = None, *, depth_rescale: bool = True) -> None:
+    """BEiT's pretraining initialisation, which data2vec 1.0 image pretraining uses
+    (``VisionTransformerForCyclicalTraining`` in data2vec_vision beit/modeling_cyclical.py, as
+    ``VisionTransformerForMaskedImageModeling`` in BEiT's modeling_pretrain.py), in place.
+
+    Truncated normal of std ``std`` (default ``config.initializer_range``, 0.02) cut at
+    -std and +std (BEiT's ``trunc_normal_`` passes ``a=-std, b=std``; the spread left is about
+    0.54 std): the weights of every Linear and of the patch Conv2d (zero biases), the CLS token,
+    the mask token and the absolute position embeddings. LayerNorms 1 / 0. Unchanged from the
+    model's own init: zero query/value biases and relative position tables, layer scale at
+    ``layer_scale_init_value``. Then, with ``depth_rescale``, block i (1-based) has its attention
+    output projection and its fc2 weight divided by sqrt(2 i) (BEiT's ``fix_init_weight``)."""
+    std = model.config.initializer_range if std is None else std
+
+    def truncated_normal(tensor: torch.Tensor) -> None:
+        nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-std, b=std)
+
+    embeddings = model.embeddings
+    with torch.no_grad():
+        for token in (embeddings.position_embeddings, embeddings.cls_token, embeddings.mask_token):
+            if token is not None:
+                truncated_normal(token)
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                truncated_normal(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm) and module.weight is not None:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        if depth_rescale:
+            for layer_id, block in enumerate(model.encoder.layers, start=1):
+                block.attention.out_proj.weight.div_(math.sqrt(2.0 * layer_id))
+                block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer_id))
 
 
 def uses_positions(config: Data2VecVisionConfig) -> bool:
