@@ -8,18 +8,22 @@ Two arms, the same model: initialised from a data2vec-pretrained backbone, or at
    epochs) once, with fine-tuning seed 0 (the data2vec arm from pretraining seed 0), and keeps
    the point with the best validation accuracy (the first on ties).
 3. Test: the data2vec arm fine-tunes each pretrained backbone with ``finetune_seeds`` seeds; the
-   scratch arm the same seeds. A fine-tuning seed fixes the head's (and, from scratch, the whole
-   model's) initialisation and the data order, so run (p, f) of the data2vec arm pairs with run f
-   of the scratch arm.
+   scratch arm runs as many fine-tunings, with seeds 0 .. pretrain_seeds x finetune_seeds - 1. A
+   fine-tuning seed fixes the head's (and, from scratch, the whole model's) initialisation and
+   the data order.
 
-Reported: every test accuracy, the mean and the *sample* standard deviation of each arm, and the
-gain with the sample standard deviation of the paired per-run gains.
+Reported: every test accuracy, the mean and the *sample* standard deviation of each arm, the gain
+(difference of the means) and its standard deviation sqrt(s1^2 / n1 + s2^2 / n2) (the standard
+error of a difference of two independent means), and the sample standard deviation of the
+per-run gains data2vec(p, f) - scratch(f) (the spread one pair of runs shows).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +33,9 @@ from typing import Any
 
 import torch
 
-from ..training.finetune import FinetuneSettings, Inputs, accuracy, as_input_dict, finetune
+from ..pretraining.recipe import Recipe, resolve_recipe_path
+from ..pretraining.trainer import Pretrainer
+from ..training.finetune import FinetuneSettings, Inputs, accuracy, finetune
 
 ARMS = ("data2vec", "scratch")
 
@@ -81,29 +87,39 @@ def compare(
     augment: Callable | None = None,
     out_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    started: float | None = None,
 ) -> dict[str, Any]:
     """Run the protocol of this module. ``build(state, seed)``: the classifier, from the backbone
-    ``state`` (None: random initialisation), its fresh parts seeded with ``seed``."""
-    started = time.time()
+    ``state`` (None: random initialisation), its fresh parts seeded with ``seed``. ``started``:
+    the ``time.time()`` the wall time counts from (default: now; a demo passes the time before
+    it made its data)."""
+    started = time.time() if started is None else started
     pretrained: list[Pretrained] = []
     for seed in range(pretrain_seeds):
         log(f"pretraining seed {seed + 1}/{pretrain_seeds}")
         pretrained.append(pretrain(seed))
         log(f"    {pretrained[-1].seconds:.0f} s; last log {json.dumps(pretrained[-1].last_log)}")
 
-    def run(state, lr: float, epochs: int, seed: int, evaluate: Split, description: str) -> float:
-        model = build(state, seed)
-        run_settings = dataclasses.replace(settings, learning_rate=lr, epochs=epochs, seed=seed)
-        finetune(model, train.inputs, train.labels, run_settings, input_name=input_name, augment=augment, description=description)
+    trained: dict[tuple, torch.nn.Module] = {}  # the models of the model choice (pretraining seed 0, seed 0)
+
+    def run(arm: str, p: int, lr: float, epochs: int, seed: int, evaluate: Split, description: str) -> float:
+        key = (arm, p, lr, epochs, seed)
+        model = trained.get(key)
+        if model is None:  # the test run (0, 0) of the chosen point is the model-choice run: not trained twice
+            model = build(states[arm][p], seed)
+            run_settings = dataclasses.replace(settings, learning_rate=lr, epochs=epochs, seed=seed)
+            finetune(model, train.inputs, train.labels, run_settings, input_name=input_name, augment=augment, description=description)
+            if evaluate is validation:
+                trained[key] = model
         return accuracy(model, evaluate.inputs, evaluate.labels, input_name)
 
-    log(f"model choice on the validation split ({len(validation)} items): {len(grid.points())} grid points per arm")
     states = {"data2vec": [p.state for p in pretrained], "scratch": [None] * pretrain_seeds}
+    log(f"model choice on the validation split ({len(validation)} items): {len(grid.points())} grid points per arm")
     validation_scores: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
     chosen: dict[str, dict[str, float]] = {}
     for arm in ARMS:
         for lr, epochs in grid.points():
-            score = run(states[arm][0], lr, epochs, 0, validation, f"    {arm} lr {lr:g} x {epochs} ep")
+            score = run(arm, 0, lr, epochs, 0, validation, f"    {arm} lr {lr:g} x {epochs} ep")
             validation_scores[arm].append({"learning_rate": lr, "epochs": epochs, "accuracy": score})
             log(f"    {arm:8s} lr {lr:g}, {epochs} epochs: validation {score:.1%}")
         best = max(validation_scores[arm], key=lambda point: point["accuracy"])  # max keeps the first on ties
@@ -114,15 +130,18 @@ def compare(
     scores: dict[str, dict[str, float]] = {arm: {} for arm in ARMS}
     for arm in ARMS:
         lr, epochs = chosen[arm]["learning_rate"], int(chosen[arm]["epochs"])
-        for p, state in enumerate(states[arm] if arm == "data2vec" else [None]):
+        for p in range(pretrain_seeds):
             for f in range(finetune_seeds):
-                key = f"p{p}-f{f}" if arm == "data2vec" else f"f{f}"
-                scores[arm][key] = run(state, lr, epochs, f, test, f"    {arm} {key}")
+                seed = f if arm == "data2vec" else p * finetune_seeds + f
+                key = f"p{p}-f{f}" if arm == "data2vec" else f"f{seed}"
+                scores[arm][key] = run(arm, p if arm == "data2vec" else 0, lr, epochs, seed, test, f"    {arm} {key}")
         log(f"    {arm}: " + ", ".join(f"{key} {value:.1%}" for key, value in scores[arm].items()))
 
-    gains = [value - scores["scratch"][key.split("-")[1]] for key, value in scores["data2vec"].items()]
+    runs = {arm: list(scores[arm].values()) for arm in ARMS}
+    paired = [value - scores["scratch"][key.split("-")[1]] for key, value in scores["data2vec"].items()]
     summary = {
         "splits": {"train": len(train), "validation": len(validation), "test": len(test)},
+        "parameters": sum(parameter.numel() for parameter in build(None, 0).parameters()),
         "grid": {"learning_rates": list(grid.learning_rates), "epochs": list(grid.epochs)},
         "finetune_settings": dataclasses.asdict(settings),
         "validation": validation_scores,
@@ -130,8 +149,9 @@ def compare(
         "test_accuracy": scores,
         "mean": {arm: statistics.mean(scores[arm].values()) for arm in ARMS},
         "std": {arm: sample_std(list(scores[arm].values())) for arm in ARMS},
-        "gain_mean": statistics.mean(gains),
-        "gain_std": sample_std(gains),
+        "gain_mean": statistics.mean(runs["data2vec"]) - statistics.mean(runs["scratch"]),
+        "gain_std": math.sqrt(sum(sample_std(runs[arm]) ** 2 / len(runs[arm]) for arm in ARMS)),
+        "paired_gain_std": sample_std(paired),
         "pretrain_seconds": [round(p.seconds, 1) for p in pretrained],
         "pretrain_last_log": [p.last_log for p in pretrained],
         "total_seconds": round(time.time() - started, 1),
@@ -159,14 +179,61 @@ def report(summary: dict[str, Any]) -> str:
     verdict = "more" if gain > 2 * spread else "NOT more"
     lines.append("")
     lines.append(
-        f"gain {gain:+.1f} points, sample std of the paired per-run gains {spread:.1f} ({verdict} than twice it); "
+        f"gain {gain:+.1f} points, standard deviation of the gain {spread:.1f} ({verdict} than twice it; "
+        f"per-run paired gains spread {summary['paired_gain_std'] * 100:.1f}); "
         f"pretraining {sum(summary['pretrain_seconds']):.0f} s, total {summary['total_seconds']:.0f} s"
     )
     return "\n".join(lines)
 
 
-def take(inputs: Inputs, index: torch.Tensor, input_name: str) -> Inputs:
-    """Rows ``index`` of one tensor or of every tensor of a dict."""
-    if isinstance(inputs, dict):
-        return {name: value[index] for name, value in as_input_dict(inputs, input_name).items()}
-    return inputs[index]
+def demo_recipe(name: str, total_steps: int) -> Recipe:
+    """A recipe of ``recipes/`` for a short demo run: ``total_steps`` updates, 10% warmup, the EMA
+    anneal over the whole run, and the collapse watch from twice the warmup on."""
+    recipe = Recipe.load(resolve_recipe_path(name)).with_total_steps(total_steps)
+    recipe.optim.warmup_steps = max(1, total_steps // 10)
+    recipe.ema.anneal_steps = total_steps
+    recipe.collapse.check_after = 2 * recipe.optim.warmup_steps
+    return recipe
+
+
+def pretraining(recipe: Recipe, data: Any, out_dir: Path, *, drop_prefixes: tuple[str, ...] = ()) -> Callable[[int], Pretrained]:
+    """``pretrain(seed)`` for :func:`compare`: a fresh run of ``recipe`` with that seed in
+    ``out_dir / pretrain-seed<seed>``, giving the student backbone's state (without the keys
+    starting with ``drop_prefixes``, e.g. a mask token the classifier has no use for)."""
+
+    def pretrain(seed: int) -> Pretrained:
+        folder = Path(out_dir) / f"pretrain-seed{seed}"
+        shutil.rmtree(folder, ignore_errors=True)
+        began = time.time()
+        trainer = Pretrainer(recipe.replace(seed=seed), data, folder)
+        try:
+            result = trainer.train()
+            state = {
+                key: value.detach().clone()
+                for key, value in trainer.model.backbone.state_dict().items()
+                if not key.startswith(drop_prefixes)
+            }
+        finally:
+            trainer.close()
+        if result.interrupted:
+            raise SystemExit(f"pretraining was interrupted at update {result.step}; its checkpoint is in {folder}")
+        return Pretrained(state, time.time() - began, result.last_log)
+
+    return pretrain
+
+
+def classifier(model_class: type, config) -> Callable[[dict[str, torch.Tensor] | None, int], torch.nn.Module]:
+    """``build(state, seed)`` for :func:`compare`: ``model_class(config)`` seeded with
+    ``1000 + seed`` (so the head, and from scratch the whole model, starts the same in both
+    arms), its backbone loaded from ``state`` unless that is None."""
+
+    def build(state, seed: int) -> torch.nn.Module:
+        torch.manual_seed(1000 + seed)
+        model = model_class(config)
+        if state is not None:
+            _, unexpected = model.backbone.load_state_dict(state, strict=False)
+            if unexpected:
+                raise RuntimeError(f"the pretrained backbone has weights the classifier does not know: {unexpected}")
+        return model
+
+    return build

@@ -3,7 +3,9 @@
 Data: the docstrings of Python's standard library (they ship with every Python), each labeled
 with the topic of its module: asyncio, concurrency, e-mail, introspection, logging, web, XML
 (the groups are ``TOPICS``). A fixed test split of ``TEST_PER_TOPIC`` docstrings per topic is
-held out from everything; the rest is the pretraining text (no labels). Of it,
+held out from everything; the rest, with the docstrings of other standard-library modules
+(``EXTRA_PACKAGES``) and the paragraphs of the help topics, is the pretraining text (no labels,
+about 4,400 paragraphs and 166k words with Python 3.11). Of the topic docstrings,
 ``LABELED_PER_TOPIC`` docstrings per topic keep their labels for fine-tuning and as many more
 form the validation split of the model choice.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -27,14 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..pretraining.recipe import Recipe, resolve_recipe_path
-from ..pretraining.trainer import Pretrainer
 from ..text.config import Data2VecTextConfig
 from ..text.model import Data2VecTextForSequenceClassification
 from ..text.tokenizer import Data2VecTextTokenizer
 from ..text.vocabulary import train_tokenizer
 from ..training.finetune import FinetuneSettings
-from .protocol import Grid, Pretrained, Split, compare
+from .protocol import Grid, Split, classifier, compare, demo_recipe, pretraining
 
 RECIPE = "pretrain-text-tiny.yaml"
 TOPICS = {
@@ -46,11 +45,18 @@ TOPICS = {
     "web": ["http", "urllib", "wsgiref", "socketserver"],
     "xml": ["xml", "xmlrpc"],
 }
+# more unlabeled text: docstrings of other standard-library modules (no topic) and the help topics
+EXTRA_PACKAGES = [
+    "collections", "typing", "pathlib", "shutil", "tempfile", "os", "subprocess", "zipfile", "tarfile", "gzip",
+    "bz2", "lzma", "ssl", "socket", "selectors", "statistics", "enum", "functools", "contextlib", "argparse",
+    "optparse", "configparser", "calendar", "difflib", "random", "weakref", "platform", "codecs", "ipaddress",
+    "uuid", "base64", "json", "locale", "textwrap", "pickletools", "dataclasses", "importlib", "numbers", "re",
+]
 TEST_PER_TOPIC = 40
 LABELED_PER_TOPIC = 32
 MAX_TOKENS = 64
 VOCAB_SIZE = 2000
-PRETRAIN_STEPS = 1200
+PRETRAIN_STEPS = 2400
 GRID = Grid(learning_rates=[3e-4, 1e-3], epochs=[20, 40])
 FINETUNE = FinetuneSettings(batch_size=16, weight_decay=0.01)
 
@@ -90,6 +96,13 @@ def docstrings(package: str, min_words: int = 8) -> list[str]:
     return sorted(set(found.values()))
 
 
+def help_paragraphs() -> list[str]:
+    """Paragraphs of Python's help topics (``pydoc_data``)."""
+    from .fill_mask import python_help_corpus
+
+    return python_help_corpus()
+
+
 def topic_corpus(seed: int = 0) -> dict:
     """Docstrings, topic labels and the fixed test / labeled / validation / pretraining split."""
     texts, labels = [], []
@@ -108,8 +121,9 @@ def topic_corpus(seed: int = 0) -> dict:
         split["test"].extend(members[:TEST_PER_TOPIC])
         split["train"].extend(members[TEST_PER_TOPIC : TEST_PER_TOPIC + LABELED_PER_TOPIC])
         split["validation"].extend(members[TEST_PER_TOPIC + LABELED_PER_TOPIC : needed])
-    test = set(split["test"])
-    unlabeled = [texts[index] for index in range(len(texts)) if index not in test]
+    test = {texts[index] for index in split["test"]}
+    extra = sorted({doc for package in EXTRA_PACKAGES for doc in docstrings(package)} | set(help_paragraphs()))
+    unlabeled = [text for text in texts + extra if text not in test]
     return {"texts": texts, "labels": torch.tensor(labels), "split": split, "unlabeled": unlabeled}
 
 
@@ -134,37 +148,16 @@ def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetun
     splits = {
         name: encode(tokenizer, [corpus["texts"][i] for i in index], corpus["labels"][index]) for name, index in split.items()
     }
-    recipe = Recipe.load(resolve_recipe_path(RECIPE)).with_total_steps(pretrain_steps or PRETRAIN_STEPS)
-    recipe.optim.warmup_steps = max(1, recipe.optim.total_steps // 10)
-    recipe.ema.anneal_steps = recipe.optim.total_steps
+    recipe = demo_recipe(RECIPE, pretrain_steps or PRETRAIN_STEPS)
     recipe.data.tokenizer = str(tokenizer_folder)
     config = Data2VecTextConfig(
         **{**recipe.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
         num_labels=len(TOPICS), id2label=dict(enumerate(TOPICS)),
     )
-
-    def pretrain(seed: int) -> Pretrained:
-        folder = out_dir / f"pretrain-seed{seed}"
-        shutil.rmtree(folder, ignore_errors=True)
-        began = time.time()
-        trainer = Pretrainer(recipe.replace(seed=seed), corpus["unlabeled"], folder)
-        result = trainer.train()
-        state = {key: value.detach().clone() for key, value in trainer.model.backbone.state_dict().items()}
-        trainer.close()
-        return Pretrained(state, time.time() - began, result.last_log)
-
-    def build(state, seed: int):
-        torch.manual_seed(1000 + seed)  # the head (and, from scratch, everything) starts the same in both arms
-        model = Data2VecTextForSequenceClassification(config)
-        if state is not None:
-            missing, unexpected = model.backbone.load_state_dict(state, strict=False)
-            assert not unexpected, unexpected
-        return model
-
     summary = compare(
-        pretrain=pretrain,
-        build=build,
+        pretrain=pretraining(recipe, corpus["unlabeled"], out_dir),
+        build=classifier(Data2VecTextForSequenceClassification, config),
         train=splits["train"],
         validation=splits["validation"],
         test=splits["test"],
@@ -174,6 +167,6 @@ def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetun
         pretrain_seeds=pretrain_seeds,
         finetune_seeds=finetune_seeds,
         out_dir=out_dir,
+        started=started,
     )
-    summary["wall_seconds"] = round(time.time() - started, 1)
     return summary

@@ -14,23 +14,20 @@ the model choice.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..pretraining.recipe import Recipe, resolve_recipe_path
-from ..pretraining.trainer import Pretrainer
 from ..training.finetune import FinetuneSettings
 from ..vision.config import Data2VecVisionConfig
 from ..vision.heads import Data2VecVisionForImageClassification
-from .protocol import Grid, Pretrained, Split, compare
+from .protocol import Grid, Split, classifier, compare, demo_recipe, pretraining
 
 RECIPE = "pretrain-vision-digits.yaml"
-PRETRAIN_STEPS = 900
-GRID = Grid(learning_rates=[5e-4, 1e-3], epochs=[30, 60])
+PRETRAIN_STEPS = 1400
+GRID = Grid(learning_rates=[5e-4, 1e-3], epochs=[60, 100])
 FINETUNE = FinetuneSettings(batch_size=32, weight_decay=0.05)
 
 
@@ -68,41 +65,16 @@ def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finet
         f"Digits: {len(data['train'])} training images for pretraining (no labels); {half} of them labeled for "
         f"fine-tuning and {len(labeled) - half} for validation; {len(data['test'])} held-out test images; 32x32"
     )
-    recipe = Recipe.load(resolve_recipe_path(RECIPE)).with_total_steps(pretrain_steps or PRETRAIN_STEPS)
-    recipe.optim.warmup_steps = max(1, recipe.optim.total_steps // 10)
-    recipe.ema.anneal_steps = recipe.optim.total_steps
+    recipe = demo_recipe(RECIPE, pretrain_steps or PRETRAIN_STEPS)
     # fine-tuning sees the images normalised exactly as pretraining does
     mean = torch.tensor(recipe.data.image_mean).view(1, -1, 1, 1)
     std = torch.tensor(recipe.data.image_std).view(1, -1, 1, 1)
     images = (data["images"] - mean) / std
     splits = {name: Split(images[index], data["labels"][index]) for name, index in split.items()}
     config = Data2VecVisionConfig(**{**recipe.model, "use_mask_token": False}, num_labels=10)
-
-    def pretrain(seed: int) -> Pretrained:
-        folder = out_dir / f"pretrain-seed{seed}"
-        shutil.rmtree(folder, ignore_errors=True)
-        began = time.time()
-        trainer = Pretrainer(recipe.replace(seed=seed), data["images"][data["train"]], folder)
-        result = trainer.train()
-        state = {
-            key: value.detach().clone()
-            for key, value in trainer.model.backbone.state_dict().items()
-            if not key.startswith("embeddings.mask_token")
-        }
-        trainer.close()
-        return Pretrained(state, time.time() - began, result.last_log)
-
-    def build(state, seed: int):
-        torch.manual_seed(1000 + seed)  # the head (and, from scratch, everything) starts the same in both arms
-        model = Data2VecVisionForImageClassification(config)
-        if state is not None:
-            missing, unexpected = model.backbone.load_state_dict(state, strict=False)
-            assert not unexpected, unexpected
-        return model
-
     summary = compare(
-        pretrain=pretrain,
-        build=build,
+        pretrain=pretraining(recipe, data["images"][data["train"]], out_dir, drop_prefixes=("embeddings.mask_token",)),
+        build=classifier(Data2VecVisionForImageClassification, config),
         train=splits["train"],
         validation=splits["validation"],
         test=splits["test"],
@@ -113,6 +85,6 @@ def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finet
         finetune_seeds=finetune_seeds,
         augment=shift_augment,
         out_dir=out_dir,
+        started=started,
     )
-    summary["wall_seconds"] = round(time.time() - started, 1)
     return summary
