@@ -107,31 +107,23 @@ def spread_from_sums(sums: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return torch.sqrt(variance.clamp(min=0) + eps).mean().float()
 
 
-def _mean_std(values: torch.Tensor, all_reduce: bool, eps: float = 1e-6) -> torch.Tensor:
-    """mean over channels of sqrt(unbiased variance over positions + eps), for (N, C) values
-    (any leading dims are flattened into N). With ``all_reduce`` and an initialised process group,
-    the statistics pool the positions of every rank."""
-    with torch.no_grad():
-        values = values.detach().float().reshape(-1, values.shape[-1])  # (N, C)
-        if all_reduce and dist.is_available() and dist.is_initialized():
-            sums = spread_sums(values)
-            dist.all_reduce(sums)
-            return spread_from_sums(sums, eps)
-        if values.shape[0] < 2:
-            raise ValueError(
-                f"the spread of predictions/targets needs at least 2 masked positions, got {values.shape[0]}"
-            )
-        return torch.sqrt(values.var(dim=0) + eps).mean()
+def _spread(values: torch.Tensor, all_reduce: bool) -> torch.Tensor:
+    """``spread_from_sums`` of ``values`` (any leading dims are flattened into positions); with
+    ``all_reduce`` and an initialised process group, of the positions of every rank."""
+    sums = spread_sums(values)
+    if all_reduce and dist.is_available() and dist.is_initialized():
+        dist.all_reduce(sums)
+    return spread_from_sums(sums)
 
 
 def target_std(target: torch.Tensor, *, all_reduce: bool = False) -> torch.Tensor:
     """Spread of the targets at the masked positions (N, C): per-channel standard deviation over
     positions (unbiased, + 1e-6 inside the root), averaged over channels. fairseq aborts when this
     falls below 0.1 after 5k updates (collapse)."""
-    return _mean_std(target, all_reduce)
+    return _spread(target, all_reduce)
 
 
 def prediction_std(prediction: torch.Tensor, *, all_reduce: bool = False) -> torch.Tensor:
     """Spread of the student's predictions at the masked positions (N, C), as ``target_std``.
     fairseq aborts when this falls below 0.01 after 5k updates."""
-    return _mean_std(prediction, all_reduce)
+    return _spread(prediction, all_reduce)
