@@ -59,7 +59,6 @@ Change = tuple[Any, Any]  # (checkpoint's value, this recipe's value); None wher
 class RecipeChanges:
     schedule: dict[str, Change]
     other: dict[str, Change]
-    free: dict[str, Change]
 
     def events(self) -> list[dict[str, Any]]:
         """The log records (without ``step``) of the schedule and other changes."""
@@ -75,15 +74,16 @@ def is_free(key: str) -> bool:
 
 
 def recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> RecipeChanges:
-    """The differences between a checkpoint's recipe dict and a new one, by kind. The old dict is
+    """The differences between a checkpoint's recipe dict and a new one that need a flag, by kind
+    (free keys are left out). The old dict is
     first read as a recipe, so that keys added since it was written compare as their defaults."""
     old_values, new_values = _flatten(_normalised(old)), _flatten(new)
-    changes = RecipeChanges({}, {}, {})
+    changes = RecipeChanges({}, {})
     for key in sorted(set(old_values) | set(new_values)):
         before, after = old_values.get(key), new_values.get(key)
-        if before == after:
+        if before == after or is_free(key):
             continue
-        kind = changes.free if is_free(key) else changes.schedule if key in SCHEDULE_KEYS else changes.other
+        kind = changes.schedule if key in SCHEDULE_KEYS else changes.other
         kind[key] = (before, after)
     return changes
 

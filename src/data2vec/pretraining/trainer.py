@@ -231,7 +231,7 @@ class Pretrainer:
         self.log_path = self.out_dir / LOG_NAME
         self.plot_path = self.out_dir / PLOT_NAME
 
-        self.resume_changes = RecipeChanges({}, {}, {})  # recipe changes accepted on resume
+        self.resume_changes = RecipeChanges({}, {})  # recipe changes accepted on resume
         checkpoint = self._find_checkpoint(resume, extend_schedule, allow_recipe_change)
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
