@@ -35,8 +35,8 @@ def test_choice_uses_validation_only_and_gains_pair_runs(monkeypatch, tmp_path):
 
     def fake_accuracy(model, inputs, labels, input_name):
         split = "validation" if inputs is validation.inputs else "test"
-        evaluated.append(split)
         pretrained = model.state is not None
+        evaluated.append(("data2vec" if pretrained else "scratch", split))
         if split == "validation":
             # data2vec is best at lr 0.1 / 2 epochs, scratch at lr 0.2 / 1 epoch
             best = (0.1, 2) if pretrained else (0.2, 1)
@@ -62,8 +62,11 @@ def test_choice_uses_validation_only_and_gains_pair_runs(monkeypatch, tmp_path):
         out_dir=tmp_path,
         log=lambda line: None,
     )
-    # 4 grid points x 2 arms on validation first, then 3 x 2 test runs per arm: the test is never used for the choice
-    assert evaluated == ["validation"] * 8 + ["test"] * 12
+    # per arm: its 4 grid points on validation, then (its choice made) its 3 x 2 test runs; the test is never
+    # used for the choice, and the test runs of the chosen point do not also score the validation split
+    for arm in ("data2vec", "scratch"):
+        splits = [split for name, split in evaluated if name == arm]
+        assert splits == ["validation"] * 4 + ["test"] * 6
     assert summary["chosen"]["data2vec"]["learning_rate"] == 0.1 and summary["chosen"]["data2vec"]["epochs"] == 2
     assert summary["chosen"]["scratch"]["learning_rate"] == 0.2 and summary["chosen"]["scratch"]["epochs"] == 1
     data2vec = [0.6 + 0.01 * p + 0.001 * f for p in range(3) for f in range(2)]

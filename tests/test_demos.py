@@ -30,8 +30,9 @@ def test_vision_demo_runs(tmp_path, monkeypatch):
     from data2vec.demos import vision
 
     monkeypatch.setattr(vision, "GRID", Grid([1e-3], [1]))
-    summary = vision.run(out_dir=tmp_path, **TINY)
+    summary = vision.run(out_dir=tmp_path, **TINY, workers=2)  # the runs in 2 worker processes
     check_summary(summary, tmp_path, 10)
+    assert summary["workers"] == 2
     assert summary["splits"] == {"train": 144, "validation": 144, "test": 359}
 
 
@@ -48,7 +49,7 @@ def test_text_demo_splits_and_runs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(text, "GRID", Grid([1e-3], [1]))
     monkeypatch.setattr(text, "topic_corpus", lambda: corpus)
-    summary = text.run(out_dir=tmp_path, **TINY)
+    summary = text.run(out_dir=tmp_path, **TINY, workers=1)
     check_summary(summary, tmp_path, len(text.TOPICS))
 
 
@@ -62,7 +63,7 @@ def test_audio_demo_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(audio, "TRAIN_VARIANTS", ["m1", "f1", "m3"])
     monkeypatch.setattr(audio, "TEST_ACCENTS", ["en-029"])
     monkeypatch.setattr(audio, "TEST_VARIANTS", ["m2"])
-    summary = audio.run(out_dir=tmp_path, **TINY)
+    summary = audio.run(out_dir=tmp_path, **TINY, workers=1)
     check_summary(summary, tmp_path, 10)
     # test voices share neither accent nor variant with the training voices
     assert summary["splits"] == {"train": 20, "validation": 10, "test": 20}

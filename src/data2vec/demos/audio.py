@@ -36,7 +36,7 @@ from ..audio.features import normalize_utterance
 from ..audio.heads import Data2VecAudioForSequenceClassification
 from ..audio.io import load_audio
 from ..training.finetune import FinetuneSettings
-from .protocol import Grid, Split, classifier, compare, demo_recipe, pretraining
+from .protocol import Classifier, Grid, Pretraining, Split, compare, demo_recipe
 
 RECIPE = "pretrain-audio-tiny.yaml"
 RATE = 16000
@@ -132,7 +132,7 @@ def make_data(folder: Path, seed: int = 0) -> dict:
     }
 
 
-def run(out_dir: str | Path = "runs/audio-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None) -> dict:
+def run(out_dir: str | Path = "runs/audio-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
     out_dir = Path(out_dir)
     started = time.time()
     data = make_data(out_dir / "data")
@@ -146,8 +146,8 @@ def run(out_dir: str | Path = "runs/audio-demo", pretrain_seeds: int = 3, finetu
     recipe = demo_recipe(RECIPE, pretrain_steps or PRETRAIN_STEPS)
     config = Data2VecAudioConfig(**recipe.model, num_labels=len(WORDS), id2label=dict(enumerate(WORDS)))
     summary = compare(
-        pretrain=pretraining(recipe, data["sentences"], out_dir),
-        build=classifier(Data2VecAudioForSequenceClassification, config),
+        pretrain=Pretraining(recipe, data["sentences"], out_dir),
+        build=Classifier(Data2VecAudioForSequenceClassification, config),
         train=splits["train"],
         validation=splits["validation"],
         test=splits["test"],
@@ -158,5 +158,6 @@ def run(out_dir: str | Path = "runs/audio-demo", pretrain_seeds: int = 3, finetu
         finetune_seeds=finetune_seeds,
         out_dir=out_dir,
         started=started,
+        workers=workers,
     )
     return summary

@@ -23,9 +23,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import multiprocessing
+import os
 import shutil
 import statistics
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +75,74 @@ def sample_std(values: Sequence[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+@dataclass
+class Task:
+    """Everything a run of :func:`compare` needs besides its arguments; sent once to each worker."""
+
+    pretrain: Callable[[int], Pretrained]
+    build: Callable[[dict[str, torch.Tensor] | None, int], torch.nn.Module]
+    train: Split
+    validation: Split
+    settings: FinetuneSettings
+    input_name: str
+    augment: Callable | None
+    progress: bool
+
+
+_TASK: Task | None = None  # the task of this worker process
+
+
+def _start_worker(task: Task, threads: int) -> None:
+    global _TASK
+    _TASK = task
+    torch.set_num_threads(threads)
+    if isinstance(task.pretrain, Pretraining):
+        task.pretrain.progress = False
+
+
+def _pretrain_run(seed: int) -> Pretrained:
+    assert _TASK is not None
+    return _TASK.pretrain(seed)
+
+
+def _finetune_run(
+    state: dict[str, torch.Tensor] | None, lr: float, epochs: int, seed: int, description: str, validate: bool
+) -> tuple[float | None, torch.nn.Module]:
+    """Fine-tune ``build(state, seed)`` on the training split; (its validation accuracy if
+    ``validate``, else None; the model). The test split is scored by the caller, never here."""
+    assert _TASK is not None
+    task = _TASK
+    model = task.build(state, seed)
+    settings = dataclasses.replace(task.settings, learning_rate=lr, epochs=epochs, seed=seed)
+    finetune(model, task.train.inputs, task.train.labels, settings, input_name=task.input_name, augment=task.augment,
+             description=description, progress=task.progress)
+    score = accuracy(model, task.validation.inputs, task.validation.labels, task.input_name) if validate else None
+    return score, model
+
+
+class _InProcess:
+    """The executor interface of ``concurrent.futures``, running each call at once in this process."""
+
+    def __init__(self, task: Task) -> None:
+        global _TASK
+        _TASK = task
+
+    def submit(self, function: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        future.set_result(function(*args))
+        return future
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        pass
+
+
+def default_workers() -> int:
+    """One worker process per usable CPU core, at most 8: the demos' tiny models use two
+    single-thread processes better than one process with two threads."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores))
+
+
 def compare(
     *,
     pretrain: Callable[[int], Pretrained],
@@ -88,55 +159,128 @@ def compare(
     out_dir: Path | None = None,
     log: Callable[[str], None] = print,
     started: float | None = None,
+    workers: int | None = 1,
 ) -> dict[str, Any]:
     """Run the protocol of this module. ``build(state, seed)``: the classifier, from the backbone
     ``state`` (None: random initialisation), its fresh parts seeded with ``seed``. ``started``:
     the ``time.time()`` the wall time counts from (default: now; a demo passes the time before
-    it made its data)."""
+    it made its data).
+
+    ``workers``: the runs (pretrainings and fine-tunings) go to this many processes (None:
+    :func:`default_workers`; 1: all in this process, one after the other), each with
+    ``cores // workers`` threads, in the order of their dependencies (a fine-tuning from
+    pretraining seed p waits for it; the test runs of an arm wait for its model choice). With
+    more than one, ``pretrain``, ``build`` and ``augment`` must be picklable (e.g.
+    :class:`Pretraining`, :class:`Classifier` and module-level functions). Every run seeds
+    itself, so the result does not depend on the order; it does change, within float rounding,
+    with the number of threads a run gets."""
     started = time.time() if started is None else started
-    pretrained: list[Pretrained] = []
-    for seed in range(pretrain_seeds):
-        log(f"pretraining seed {seed + 1}/{pretrain_seeds}")
-        pretrained.append(pretrain(seed))
-        log(f"    {pretrained[-1].seconds:.0f} s; last log {json.dumps(pretrained[-1].last_log)}")
+    workers = default_workers() if workers is None else max(1, workers)
+    task = Task(pretrain, build, train, validation, settings, input_name, augment, progress=workers <= 1)
+    if workers <= 1:
+        executor: Any = _InProcess(task)
+    else:
+        threads = max(1, torch.get_num_threads() // workers)
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(task, threads))
+        log(f"{workers} worker processes with {threads} thread{'s' if threads > 1 else ''} each")
 
-    trained: dict[tuple, torch.nn.Module] = {}  # the models of the model choice (pretraining seed 0, seed 0)
-
-    def run(arm: str, p: int, lr: float, epochs: int, seed: int, evaluate: Split, description: str) -> float:
-        key = (arm, p, lr, epochs, seed)
-        model = trained.get(key)
-        if model is None:  # the test run (0, 0) of the chosen point is the model-choice run: not trained twice
-            model = build(states[arm][p], seed)
-            run_settings = dataclasses.replace(settings, learning_rate=lr, epochs=epochs, seed=seed)
-            finetune(model, train.inputs, train.labels, run_settings, input_name=input_name, augment=augment, description=description)
-            if evaluate is validation:
-                trained[key] = model
-        return accuracy(model, evaluate.inputs, evaluate.labels, input_name)
-
-    states = {"data2vec": [p.state for p in pretrained], "scratch": [None] * pretrain_seeds}
-    log(f"model choice on the validation split ({len(validation)} items): {len(grid.points())} grid points per arm")
-    validation_scores: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
+    pretrained: dict[int, Pretrained] = {}
+    grid_points = grid.points()
+    validation_scores: dict[str, dict[tuple[float, int], float]] = {arm: {} for arm in ARMS}
+    trained: dict[tuple[str, float, int], torch.nn.Module] = {}  # model-choice runs: reused as test run (0, 0)
     chosen: dict[str, dict[str, float]] = {}
-    for arm in ARMS:
-        for lr, epochs in grid.points():
-            score = run(arm, 0, lr, epochs, 0, validation, f"    {arm} lr {lr:g} x {epochs} ep")
-            validation_scores[arm].append({"learning_rate": lr, "epochs": epochs, "accuracy": score})
-            log(f"    {arm:8s} lr {lr:g}, {epochs} epochs: validation {score:.1%}")
-        best = max(validation_scores[arm], key=lambda point: point["accuracy"])  # max keeps the first on ties
-        chosen[arm] = best
-        log(f"    {arm}: chose lr {best['learning_rate']:g}, {best['epochs']} epochs")
-
-    log(f"test ({len(test)} items): {pretrain_seeds} pretraining x {finetune_seeds} fine-tuning seeds")
     scores: dict[str, dict[str, float]] = {arm: {} for arm in ARMS}
-    for arm in ARMS:
-        lr, epochs = chosen[arm]["learning_rate"], int(chosen[arm]["epochs"])
-        for p in range(pretrain_seeds):
-            for f in range(finetune_seeds):
-                seed = f if arm == "data2vec" else p * finetune_seeds + f
-                key = f"p{p}-f{f}" if arm == "data2vec" else f"f{seed}"
-                scores[arm][key] = run(arm, p if arm == "data2vec" else 0, lr, epochs, seed, test, f"    {arm} {key}")
-        log(f"    {arm}: " + ", ".join(f"{key} {value:.1%}" for key, value in scores[arm].items()))
+    test_keys = {
+        "data2vec": [(p, f, f, f"p{p}-f{f}") for p in range(pretrain_seeds) for f in range(finetune_seeds)],
+        "scratch": [(None, s, s, f"f{s}") for s in range(pretrain_seeds * finetune_seeds)],
+    }  # (pretraining seed, fine-tuning seed, -, key)
+    # each arm's first test run is its chosen model-choice run, scored again on the test split, not retrained
+    total_runs = pretrain_seeds + 2 * len(grid_points) + 2 * (pretrain_seeds * finetune_seeds - 1)
+    done_runs = 0
 
+    def state_of(arm: str, p: int | None) -> dict[str, torch.Tensor] | None:
+        return pretrained[p].state if arm == "data2vec" and p is not None else None
+
+    # the runs, in priority order; each entry: (ready?, function, arguments, what to do with the result)
+    pending: list[tuple[Callable[[], bool], Callable, Callable[[], tuple], Callable[[Any], None]]] = []
+
+    def after_pretraining(seed: int) -> Callable[[Pretrained], None]:
+        def record(result: Pretrained) -> None:
+            pretrained[seed] = result
+            log(f"pretraining seed {seed}: {result.seconds:.0f} s; last log {json.dumps(result.last_log)}")
+        return record
+
+    def after_grid(arm: str, lr: float, epochs: int) -> Callable[[tuple[float, torch.nn.Module]], None]:
+        def record(result: tuple[float, torch.nn.Module]) -> None:
+            score, model = result
+            validation_scores[arm][(lr, epochs)] = score
+            trained[(arm, lr, epochs)] = model
+            log(f"{arm:8s} lr {lr:g}, {epochs} epochs: validation {score:.1%}")
+            if len(validation_scores[arm]) == len(grid_points):
+                best = max(grid_points, key=lambda point: validation_scores[arm][point])  # the first on ties
+                chosen[arm] = {"learning_rate": best[0], "epochs": best[1], "accuracy": validation_scores[arm][best]}
+                log(f"{arm}: chose lr {best[0]:g}, {best[1]} epochs")
+                kept = trained.pop((arm, *best))
+                for point in grid_points:
+                    trained.pop((arm, *point), None)
+                scores[arm][test_keys[arm][0][3]] = accuracy(kept, test.inputs, test.labels, input_name)
+        return record
+
+    def after_test(arm: str, key: str) -> Callable[[tuple[float, torch.nn.Module]], None]:
+        def record(result: tuple[float, torch.nn.Module]) -> None:
+            scores[arm][key] = accuracy(result[1], test.inputs, test.labels, input_name)
+        return record
+
+    for seed in range(pretrain_seeds):
+        pending.append((lambda: True, _pretrain_run, lambda seed=seed: (seed,), after_pretraining(seed)))
+    for arm in ARMS:
+        for lr, epochs in grid_points:
+            pending.append((
+                (lambda: 0 in pretrained) if arm == "data2vec" else (lambda: True),
+                _finetune_run,
+                lambda arm=arm, lr=lr, epochs=epochs: (state_of(arm, 0), lr, epochs, 0, f"{arm} lr {lr:g} x {epochs} ep", True),
+                after_grid(arm, lr, epochs),
+            ))
+    for arm in ARMS:
+        for p, f, seed, key in test_keys[arm][1:]:  # run (0, 0) is the model-choice run of the chosen point
+            pending.append((
+                lambda arm=arm, p=p: arm in chosen and (p is None or p in pretrained),
+                _finetune_run,
+                lambda arm=arm, p=p, seed=seed, key=key: (
+                    state_of(arm, p), chosen[arm]["learning_rate"], int(chosen[arm]["epochs"]), seed, f"{arm} {key}", False
+                ),
+                after_test(arm, key),
+            ))
+
+    log(
+        f"{total_runs} runs: {pretrain_seeds} pretrainings; model choice on the validation split ({len(validation)} items): "
+        f"{len(grid_points)} grid points per arm; test ({len(test)} items): {pretrain_seeds} x {finetune_seeds} "
+        "fine-tunings per arm, the first of them the chosen model-choice run"
+    )
+    running: dict[Future, Callable[[Any], None]] = {}
+    try:
+        while pending or running:
+            for entry in list(pending):
+                if len(running) >= workers:
+                    break
+                ready, function, arguments, record = entry
+                if ready():
+                    pending.remove(entry)
+                    running[executor.submit(function, *arguments())] = record
+            if not running:
+                raise RuntimeError("the protocol's runs wait on each other")  # not reachable: every run's inputs come earlier
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)(future.result())
+                done_runs += 1
+                if workers > 1:
+                    log(f"    [{done_runs}/{total_runs} runs, {time.time() - started:.0f} s]")
+    finally:
+        executor.shutdown(cancel_futures=True)
+
+    scores = {arm: {key: scores[arm][key] for *_, key in test_keys[arm]} for arm in ARMS}
+    for arm in ARMS:
+        log(f"{arm} test: " + ", ".join(f"{key} {value:.1%}" for key, value in scores[arm].items()))
     runs = {arm: list(scores[arm].values()) for arm in ARMS}
     paired = [value - scores["scratch"][key.split("-")[1]] for key, value in scores["data2vec"].items()]
     summary = {
@@ -144,7 +288,10 @@ def compare(
         "parameters": sum(parameter.numel() for parameter in build(None, 0).parameters()),
         "grid": {"learning_rates": list(grid.learning_rates), "epochs": list(grid.epochs)},
         "finetune_settings": dataclasses.asdict(settings),
-        "validation": validation_scores,
+        "validation": {
+            arm: [{"learning_rate": lr, "epochs": epochs, "accuracy": validation_scores[arm][(lr, epochs)]} for lr, epochs in grid_points]
+            for arm in ARMS
+        },
         "chosen": chosen,
         "test_accuracy": scores,
         "mean": {arm: statistics.mean(scores[arm].values()) for arm in ARMS},
@@ -152,8 +299,9 @@ def compare(
         "gain_mean": statistics.mean(runs["data2vec"]) - statistics.mean(runs["scratch"]),
         "gain_std": math.sqrt(sum(sample_std(runs[arm]) ** 2 / len(runs[arm]) for arm in ARMS)),
         "paired_gain_std": sample_std(paired),
-        "pretrain_seconds": [round(p.seconds, 1) for p in pretrained],
-        "pretrain_last_log": [p.last_log for p in pretrained],
+        "pretrain_seconds": [round(pretrained[p].seconds, 1) for p in range(pretrain_seeds)],
+        "pretrain_last_log": [pretrained[p].last_log for p in range(pretrain_seeds)],
+        "workers": workers,
         "total_seconds": round(time.time() - started, 1),
     }
     log("")
@@ -176,12 +324,14 @@ def report(summary: dict[str, Any]) -> str:
             f"{summary['mean'][arm]:.1%} ± {summary['std'][arm]:.1%} |"
         )
     gain, spread = summary["gain_mean"] * 100, summary["gain_std"] * 100
+    workers = summary.get("workers", 1)
+    pretraining_note = f" (summed over the seeds; the runs shared {workers} worker processes)" if workers > 1 else ""
     verdict = "more" if gain > 2 * spread else "NOT more"
     lines.append("")
     lines.append(
         f"gain {gain:+.1f} points, standard deviation of the gain {spread:.1f} ({verdict} than twice it; "
         f"per-run paired gains spread {summary['paired_gain_std'] * 100:.1f}); "
-        f"pretraining {sum(summary['pretrain_seconds']):.0f} s, total {summary['total_seconds']:.0f} s"
+        f"pretraining {sum(summary['pretrain_seconds']):.0f} s{pretraining_note}, wall time {summary['total_seconds']:.0f} s"
     )
     return "\n".join(lines)
 
@@ -196,22 +346,29 @@ def demo_recipe(name: str, total_steps: int) -> Recipe:
     return recipe
 
 
-def pretraining(recipe: Recipe, data: Any, out_dir: Path, *, drop_prefixes: tuple[str, ...] = ()) -> Callable[[int], Pretrained]:
+@dataclass
+class Pretraining:
     """``pretrain(seed)`` for :func:`compare`: a fresh run of ``recipe`` with that seed in
     ``out_dir / pretrain-seed<seed>``, giving the student backbone's state (without the keys
     starting with ``drop_prefixes``, e.g. a mask token the classifier has no use for)."""
 
-    def pretrain(seed: int) -> Pretrained:
-        folder = Path(out_dir) / f"pretrain-seed{seed}"
+    recipe: Recipe
+    data: Any
+    out_dir: Path
+    drop_prefixes: tuple[str, ...] = ()
+    progress: bool = True
+
+    def __call__(self, seed: int) -> Pretrained:
+        folder = Path(self.out_dir) / f"pretrain-seed{seed}"
         shutil.rmtree(folder, ignore_errors=True)
         began = time.time()
-        trainer = Pretrainer(recipe.replace(seed=seed), data, folder)
+        trainer = Pretrainer(self.recipe.replace(seed=seed), self.data, folder, progress=self.progress)
         try:
             result = trainer.train()
             state = {
                 key: value.detach().clone()
                 for key, value in trainer.model.backbone.state_dict().items()
-                if not key.startswith(drop_prefixes)
+                if not key.startswith(self.drop_prefixes)
             }
         finally:
             trainer.close()
@@ -219,21 +376,21 @@ def pretraining(recipe: Recipe, data: Any, out_dir: Path, *, drop_prefixes: tupl
             raise SystemExit(f"pretraining was interrupted at update {result.step}; its checkpoint is in {folder}")
         return Pretrained(state, time.time() - began, result.last_log)
 
-    return pretrain
 
-
-def classifier(model_class: type, config) -> Callable[[dict[str, torch.Tensor] | None, int], torch.nn.Module]:
+@dataclass
+class Classifier:
     """``build(state, seed)`` for :func:`compare`: ``model_class(config)`` seeded with
     ``1000 + seed`` (so the head, and from scratch the whole model, starts the same in both
     arms), its backbone loaded from ``state`` unless that is None."""
 
-    def build(state, seed: int) -> torch.nn.Module:
+    model_class: type
+    config: Any
+
+    def __call__(self, state: dict[str, torch.Tensor] | None, seed: int) -> torch.nn.Module:
         torch.manual_seed(1000 + seed)
-        model = model_class(config)
+        model = self.model_class(self.config)
         if state is not None:
             _, unexpected = model.backbone.load_state_dict(state, strict=False)
             if unexpected:
                 raise RuntimeError(f"the pretrained backbone has weights the classifier does not know: {unexpected}")
         return model
-
-    return build

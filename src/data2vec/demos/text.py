@@ -34,7 +34,7 @@ from ..text.model import Data2VecTextForSequenceClassification
 from ..text.tokenizer import Data2VecTextTokenizer
 from ..text.vocabulary import train_tokenizer
 from ..training.finetune import FinetuneSettings
-from .protocol import Grid, Split, classifier, compare, demo_recipe, pretraining
+from .protocol import Classifier, Grid, Pretraining, Split, compare, demo_recipe
 
 RECIPE = "pretrain-text-tiny.yaml"
 TOPICS = {
@@ -133,7 +133,7 @@ def encode(tokenizer: Data2VecTextTokenizer, texts: list[str], labels: torch.Ten
     return Split({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, labels)
 
 
-def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None) -> dict:
+def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
     out_dir = Path(out_dir)
     started = time.time()
     corpus = topic_corpus()
@@ -157,8 +157,8 @@ def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetun
         num_labels=len(TOPICS), id2label=dict(enumerate(TOPICS)),
     )
     summary = compare(
-        pretrain=pretraining(recipe, corpus["unlabeled"], out_dir),
-        build=classifier(Data2VecTextForSequenceClassification, config),
+        pretrain=Pretraining(recipe, corpus["unlabeled"], out_dir),
+        build=Classifier(Data2VecTextForSequenceClassification, config),
         train=splits["train"],
         validation=splits["validation"],
         test=splits["test"],
@@ -169,5 +169,6 @@ def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetun
         finetune_seeds=finetune_seeds,
         out_dir=out_dir,
         started=started,
+        workers=workers,
     )
     return summary

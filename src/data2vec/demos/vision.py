@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..training.finetune import FinetuneSettings
 from ..vision.config import Data2VecVisionConfig
 from ..vision.heads import Data2VecVisionForImageClassification
-from .protocol import Grid, Split, classifier, compare, demo_recipe, pretraining
+from .protocol import Classifier, Grid, Pretraining, Split, compare, demo_recipe
 
 RECIPE = "pretrain-vision-digits.yaml"
 PRETRAIN_STEPS = 1400
@@ -54,7 +54,7 @@ def shift_augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.roll(batch, shifts=shifts, dims=(2, 3))
 
 
-def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None) -> dict:
+def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
     out_dir = Path(out_dir)
     started = time.time()
     data = digits_split(label_fraction=0.2)
@@ -73,8 +73,8 @@ def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finet
     splits = {name: Split(images[index], data["labels"][index]) for name, index in split.items()}
     config = Data2VecVisionConfig(**{**recipe.model, "use_mask_token": False}, num_labels=10)
     summary = compare(
-        pretrain=pretraining(recipe, data["images"][data["train"]], out_dir, drop_prefixes=("embeddings.mask_token",)),
-        build=classifier(Data2VecVisionForImageClassification, config),
+        pretrain=Pretraining(recipe, data["images"][data["train"]], out_dir, drop_prefixes=("embeddings.mask_token",)),
+        build=Classifier(Data2VecVisionForImageClassification, config),
         train=splits["train"],
         validation=splits["validation"],
         test=splits["test"],
@@ -86,5 +86,6 @@ def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finet
         augment=shift_augment,
         out_dir=out_dir,
         started=started,
+        workers=workers,
     )
     return summary

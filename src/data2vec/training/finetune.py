@@ -85,7 +85,8 @@ def finetune(
     generator = torch.Generator().manual_seed(settings.seed)
     steps_per_epoch = math.ceil(len(labels) / settings.batch_size)
     total = settings.epochs * steps_per_epoch
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.learning_rate)
+    fused = all(parameter.device.type in ("cpu", "cuda") and parameter.is_floating_point() for parameter in model.parameters())
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings.weight_decay), lr=settings.learning_rate, fused=fused or None)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, max(1, int(settings.warmup_fraction * total))))
     model.train()
     losses: list[float] = []
