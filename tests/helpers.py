@@ -64,3 +64,18 @@ def hub_cache(root: Path, repo_id: str, files: Path) -> None:
     snapshot.mkdir(parents=True)
     for file in files.iterdir():
         shutil.copy(file, snapshot / file.name)
+
+
+def losses_fall(model, batch, steps=6, learning_rate=2e-3):
+    """AdamW steps on one fixed batch; returns the losses before each step."""
+    torch.manual_seed(0)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return losses

@@ -6,6 +6,16 @@ import argparse
 import sys
 
 
+# the exceptions that mean a user's mistake (a wrong file, value or option): `error: ...` and exit
+# status 2; anything else is a bug: exit status 1 and a hint to rerun with --debug
+USER_ERRORS = (ValueError, OSError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, USER_ERRORS) else f"{type(error).__name__}: {text}"
+
+
 # the pretraining experiments, one per modality (their aliases, image and speech, work too), and
 # the masked-LM example
 DEMOS = ("vision", "audio", "text", "fill-mask")
@@ -37,6 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
         pretrain_steps=args.steps,
         pretrain_seeds=args.pretrain_seeds,
         finetune_seeds=args.finetune_seeds,
+        workers=args.workers,
     )
     return 0
 
@@ -102,9 +113,83 @@ def _export_backbone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from .training.run import known_options, load_options, run_finetune
+
+    flags = {name: getattr(args, name) for name in known_options() if hasattr(args, name)}
+    flags["progress"] = False if args.no_progress else None
+    flags["resume"] = True if args.resume else None
+    result = run_finetune(load_options(args.config, flags))
+    if result.get("interrupted"):
+        print(f"stopped at step {result['step']}; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    best = f"; best {result['best_metric']:.4g} at step {result['best_step']}" if result.get("best_step") is not None else ""
+    print(f"step {result['step']}{best}; model in {result['output']}")
+    return 0
+
+
+# (flag, type, help) of `data2vec finetune`; each flag's option name is the flag with underscores
+_FINETUNE_FLAGS = [
+    ("--task", str, "the task (see the list above)"),
+    ("--model", str, "checkpoint folder or Hub id (ours, `data2vec export-backbone`, or a Hugging Face folder)"),
+    ("--train", str, "training data (format by task, above)"),
+    ("--eval", str, "evaluation data: the best checkpoint is chosen on it by the task's metric"),
+    ("--output", str, "output folder: the model, its preprocessor files, checkpoint/ and log.jsonl"),
+    ("--config", str, "YAML file whose keys are these flags' names (flags given here win)"),
+    ("--epochs", float, "training epochs (default 3)"),
+    ("--max-steps", int, "optimizer steps; wins over --epochs"),
+    ("--batch-size", int, "examples per process and micro-batch (default 8)"),
+    ("--gradient-accumulation", int, "micro-batches per optimizer step (default 1)"),
+    ("--learning-rate", float, "peak learning rate (default 5e-5)"),
+    ("--weight-decay", float, "AdamW weight decay (default 0.01)"),
+    ("--schedule", str, "linear, cosine or constant after the warmup (default linear)"),
+    ("--warmup-ratio", float, "fraction of the steps spent warming up (default 0.1)"),
+    ("--layer-decay", float, "layer-wise learning-rate decay, e.g. 0.65 (default off)"),
+    ("--clip-norm", float, "gradient clipping norm (default 1.0; 0 turns it off)"),
+    ("--precision", str, "fp32 or bf16 (autocast; default fp32)"),
+    ("--eval-every", int, "evaluate and checkpoint every N steps (default: each epoch)"),
+    ("--early-stopping-patience", int, "stop after N evaluations without improvement"),
+    ("--log-every", int, "log every N steps (default 10)"),
+    ("--seed", int, "seed of the initialisation of new heads, the data order and dropout (default 0)"),
+    ("--num-workers", int, "data loading processes (default 0)"),
+    ("--text-column", str, "text tasks: the text column (default text)"),
+    ("--text-pair-column", str, "text tasks: the second text of a pair (default text_pair, if present)"),
+    ("--label-column", str, "the label column (default label)"),
+    ("--max-length", int, "text tasks: tokens per input (default 512)"),
+    ("--doc-stride", int, "question answering: token overlap of the windows of a long context (default 128)"),
+    ("--mlm-probability", float, "fill-mask: fraction of the tokens masked (default 0.15)"),
+    ("--max-seconds", float, "audio tasks: longer clips are cropped to this many seconds"),
+    ("--sampling-rate", int, "audio tasks without a preprocessor_config.json: the rate audio is resampled to (default 16000)"),
+    ("--image-size", int, "image tasks: the input size (default: the checkpoint's; others interpolate the positions)"),
+    ("--eval-batch-size", int, "examples per evaluation batch (default: --batch-size)"),
+]
+
+_FINETUNE_DATA = """tasks and their data:
+  text-classification, text-regression   CSV/TSV/JSONL with columns text (+ text_pair) and label
+  token-classification                   CoNLL: a token and its tag per line, blank lines between sentences
+  question-answering                     SQuAD JSON (v1.1 or v2.0)
+  multiple-choice                        CSV/JSONL with text, choice0 .. choiceN (or a JSON list choices) and label
+  fill-mask                              CSV/JSONL with a text column
+  speech-recognition                     CSV/TSV manifest with path and text columns
+  audio-classification                   CSV/TSV manifest with path and label
+  audio-frame-classification             CSV/TSV manifest with path and labels (one label per 20 ms frame)
+  speaker-verification                   CSV/TSV manifest with path and label (the speaker)
+  image-classification                   ImageFolder: a folder per class
+  semantic-segmentation                  a folder with images/ and masks/ (PNG class ids, same file stems)
+On several GPUs or machines: torchrun --nproc_per_node N -m data2vec.cli finetune ..."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage mistake reported as one line, like every other error of the command."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="data2vec", description="data2vec models, preprocessing and pretraining")
+    parser = _Parser(prog="data2vec", description="data2vec models, preprocessing and pretraining")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     commands = parser.add_subparsers(dest="command")
 
     demo = commands.add_parser("demo", help="run an end-to-end example offline")
@@ -119,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=None, help="(pre)training steps (default: the demo's own)")
     demo.add_argument("--pretrain-seeds", type=int, default=3, help="pretraining seeds (default 3)")
     demo.add_argument("--finetune-seeds", type=int, default=3, help="fine-tuning seeds per backbone (default 3)")
+    demo.add_argument(
+        "--workers", type=int, default=None,
+        help="processes the runs are spread over (default: one per CPU core, at most 8; 1: one after the other)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="fill-mask: the seed")
     demo.set_defaults(handler=_demo)
 
@@ -172,12 +261,31 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("directory", help="output folder")
     export.add_argument("--teacher", action="store_true", help="export the EMA teacher instead of the student")
     export.set_defaults(handler=_export_backbone)
+
+    finetune = commands.add_parser(
+        "finetune", help="fine-tune a checkpoint on a task (every head of the three families)",
+        description="Fine-tune a pretrained checkpoint on a task and write a model folder ready for inference.",
+        epilog=_FINETUNE_DATA, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for flag, kind, text in _FINETUNE_FLAGS:
+        finetune.add_argument(flag, type=kind, default=None, help=text)
+    finetune.add_argument("--freeze-feature-encoder", action="store_true", default=None, help="audio: keep the conv feature encoder fixed")
+    finetune.add_argument("--resume", action="store_true", help="continue the run in --output exactly where it stopped")
+    finetune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    finetune.set_defaults(handler=_finetune)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    args = parser.parse_args([arg for arg in argv if arg != "--debug"])
+    args.debug = debug
+    if not debug:  # a warning is one line for the user, not the source line that raised it
+        import warnings
+
+        warnings.formatwarning = lambda message, category, *_: f"warning: {message}\n"
     if args.version:
         from . import __version__
 
@@ -186,7 +294,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a user's mistake is one line; --debug shows where it came from
+        if args.debug:
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        if not isinstance(error, USER_ERRORS):
+            print("(an unexpected error: run again with --debug for the traceback, and report it)", file=sys.stderr)
+        return 2 if isinstance(error, USER_ERRORS) else 1
 
 
 if __name__ == "__main__":
