@@ -4,6 +4,7 @@
 #   bash scripts/setup.sh --dev    # plus the test tools (pytest, transformers as the test oracle)
 #   bash scripts/setup.sh --tf     # plus the TensorFlow extra (TFData2VecVision* classes)
 #   bash scripts/setup.sh --demo   # plus scikit-learn, whose digits the image demo uses
+#   bash scripts/setup.sh --plot   # plus matplotlib, which draws loss.png / curves.png of a run
 # torch is pinned first to the CPU build 2.13.0: an unpinned torch would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,8 @@ for arg in "$@"; do
     --dev) extras+=(dev) ;;
     --tf) extras+=(tf) ;;
     --demo) extras+=(demo) ;;
-    *) echo "unknown option $arg (use --dev, --tf, --demo)" >&2; exit 2 ;;
+    --plot) extras+=(plot) ;;
+    *) echo "unknown option $arg (use --dev, --tf, --demo, --plot)" >&2; exit 2 ;;
   esac
 done
 python3 -m venv .venv

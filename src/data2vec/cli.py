@@ -96,7 +96,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         trainer.close()
     if trainer.dist.is_main and not result.interrupted:
         print(f"update {result.step} of {recipe.optim.total_steps}; checkpoint {result.checkpoint}")
-        print(f"log {trainer.log_path}; plot {trainer.plot_path}")
+        plot = f"; plot {trainer.plot_path}" if trainer.plot_path.is_file() else ""  # matplotlib drew it
+        print(f"log {trainer.log_path}{plot}")
         print(f"export the backbone with: data2vec export-backbone {result.checkpoint} <folder>")
     return 130 if result.interrupted else 0
 
@@ -134,7 +135,7 @@ _FINETUNE_FLAGS = [
     ("--model", str, "checkpoint folder or Hub id (ours, `data2vec export-backbone`, or a Hugging Face folder)"),
     ("--train", str, "training data (format by task, above)"),
     ("--eval", str, "evaluation data: the best checkpoint is chosen on it by the task's metric"),
-    ("--output", str, "output folder: the model, its preprocessor files, checkpoint/ and log.jsonl"),
+    ("--output", str, "output folder: the model, its preprocessor files, checkpoint/, log.jsonl and curves.png"),
     ("--config", str, "YAML file whose keys are these flags' names (flags given here win)"),
     ("--epochs", float, "training epochs (default 3)"),
     ("--max-steps", int, "optimizer steps; wins over --epochs"),

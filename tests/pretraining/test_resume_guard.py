@@ -6,6 +6,7 @@ Logging, device and collapse-watch settings change freely."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import logging
 import math
@@ -142,7 +143,8 @@ def test_free_changes_resume_silently_and_exactly(runs, tmp_path, caplog):
         warnings.simplefilter("error")
         trainer = Pretrainer(recipe, runs["images"], folder, resume=True, progress=False)
     assert trainer.train().step == 4
-    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    warned = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert not [record for record in warned if record.name != "data2vec.training.plots"]  # (without matplotlib)
     assert not [record for record in log_records(folder) if "event" in record]
     assert_same_training_state(run_state(runs["straight"]), run_state(folder))
 
@@ -166,7 +168,8 @@ def test_extend_schedule_goes_on_with_the_new_schedule_and_logs_the_change(runs,
     third = next(record for record in records if record.get("step") == 3 and "event" not in record)
     assert third["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * (3 - 1) / (6 - 1))), rel=1e-9)
     assert third["ema_decay"] == pytest.approx(0.99 + (0.999 - 0.99) * 3 / 600, rel=1e-12)
-    assert (folder / "loss.png").is_file()  # the plot reads past the event record
+    has_matplotlib = importlib.util.find_spec("matplotlib") is not None  # the plot extra
+    assert (folder / "loss.png").is_file() == has_matplotlib  # the plot reads past the event record
     assert Recipe.load(folder / "recipe.yaml").optim.total_steps == 6
     assert run_state(folder)["recipe"]["optim"]["total_steps"] == 6
 

@@ -4,7 +4,7 @@ Primitives: ``ema`` (the teacher), ``masking``, ``targets`` (top-K layer average
 ``objective`` (regression head, loss, collapse statistics). Running it: ``recipe`` (YAML
 settings), ``resume`` (what a resumed run may change), ``modalities`` (the per-modality
 adapters), ``data``, ``trainer`` (the loop), ``export`` (checkpoint -> Hugging Face backbone
-folder), ``plotting``.
+folder); ``training.plots`` draws ``loss.png`` and mirrors the log to TensorBoard.
 
 The heavy modules load on first use, so ``import data2vec.pretraining`` stays light.
 """

@@ -23,8 +23,10 @@ the gradients once per update (``no_sync`` on all micro-batches but the last).
 With ``precision: bf16`` the student runs under autocast; the teacher runs in float32 outside it
 (as the authors' image code does), and its targets are averaged and normalised in float32.
 
-A run folder holds ``checkpoint.pt`` (written atomically), ``log.jsonl``, ``loss.png`` and
-``recipe.yaml``. Ctrl-C (SIGINT) or SIGTERM finishes the current update, saves and exits.
+A run folder holds ``checkpoint.pt`` (written atomically), ``log.jsonl``, ``recipe.yaml``,
+``loss.png`` (with matplotlib, the ``plot`` extra) and ``tensorboard/`` (with the ``tensorboard``
+package; see ``training.plots``). Ctrl-C (SIGINT) or SIGTERM finishes the current update, saves
+and exits.
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ from tqdm.auto import tqdm
 from ..core.modeling import set_input_validation
 from ..core.optim import parameter_groups
 from ..registry import MODALITIES
+from ..training.plots import ScalarLog, plot_pretraining
 from .data import StepBatches, step_loader
 from .ema import EMATeacher, ema_decay
 from .modalities import ModalityAdapter, adapter_for
 from .objective import RegressionHead, regression_loss, spread_from_sums, spread_sums
-from .plotting import plot_training_log
 from .recipe import Recipe
 from .resume import RecipeChanges, check_resume, describe
 from .targets import average_top_k
@@ -280,6 +282,7 @@ class Pretrainer:
             restored_rng = self._load_checkpoint(checkpoint)
         if not restored_rng:  # dropout / layer drop differ between ranks, reproducibly
             seed_everything(int(np.random.SeedSequence([recipe.seed, self.dist.rank, self.step]).generate_state(1)[0]))
+        self.scalar_log = ScalarLog(self.log_path, resumed_at=self.step)  # written by rank 0 only
         if self.dist.is_main:
             self._trim_log()
             self._log_resume_changes()
@@ -387,8 +390,7 @@ class Pretrainer:
         self.log_path.write_text("".join(line + "\n" for line in kept))
 
     def _write_log(self, record: dict[str, Any]) -> None:
-        with self.log_path.open("a") as file:
-            file.write(json.dumps(record) + "\n")
+        self.scalar_log.append(record)
 
     def _log_resume_changes(self) -> None:
         """Record the recipe changes this resume accepted (once per update, if resumed twice from it)."""
@@ -404,9 +406,10 @@ class Pretrainer:
                 self._write_log(record)
 
     def plot(self) -> Path | None:
+        """Draw ``loss.png`` from the log (rank 0); None on other ranks or without matplotlib."""
         if not self.dist.is_main or not self.log_path.is_file():
             return None
-        return plot_training_log(
+        return plot_pretraining(
             self.log_path,
             self.plot_path,
             title=f"data2vec {self.recipe.modality} ({self.recipe.name or 'recipe'})",
@@ -623,6 +626,7 @@ class Pretrainer:
                 raise
             finally:
                 bar.close()
+                self.scalar_log.close()
         if saved_at != self.step:
             self.save_checkpoint()
         self.plot()
@@ -634,6 +638,7 @@ class Pretrainer:
         return TrainResult(self.step, interrupted, self.out_dir, self.checkpoint_path, last_log)
 
     def close(self) -> None:
+        self.scalar_log.close()
         self.dist.close()
 
 

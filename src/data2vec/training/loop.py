@@ -24,13 +24,15 @@ embeddings, 1..L the blocks, L + 1 the head, from the caller's ``layer_id``) get
 ** (L + 1 - i)`` (BEiT / data2vec fine-tuning).
 
 ``output_dir`` holds the best model (``save(model, output_dir)``; the last one without
-``evaluate``), ``log.jsonl`` and ``checkpoint/``: the model through ``save`` plus
-``trainer_state.pt`` (the model's state dict, optimizer, scheduler, random states of every rank,
-data position, best metric, early-stopping counter), written into ``.checkpoint.tmp`` and swapped
-in with two renames (``checkpoint`` -> ``.checkpoint.old``, ``.checkpoint.tmp`` -> ``checkpoint``);
-``find_checkpoint`` finishes a swap that was killed between them. A checkpoint is written at every
-evaluation point (every ``eval_every`` steps, else every epoch), at the end and on SIGINT / SIGTERM
-(the current step finishes first). ``train(resume=True)`` continues bitwise where it stopped (CPU).
+``evaluate``), ``log.jsonl``, ``curves.png`` (the log, redrawn at every checkpoint when matplotlib
+is installed), ``tensorboard/`` (the logged scalars, when tensorboard is; see ``training.plots``)
+and ``checkpoint/``: the model through ``save`` plus ``trainer_state.pt`` (the model's state dict,
+optimizer, scheduler, random states of every rank, data position, best metric, early-stopping
+counter), written into ``.checkpoint.tmp`` and swapped in with two renames (``checkpoint`` ->
+``.checkpoint.old``, ``.checkpoint.tmp`` -> ``checkpoint``); ``find_checkpoint`` finishes a swap
+that was killed between them. A checkpoint is written at every evaluation point (every
+``eval_every`` steps, else every epoch), at the end and on SIGINT / SIGTERM (the current step
+finishes first). ``train(resume=True)`` continues bitwise where it stopped (CPU).
 
 Under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel (gloo on CPU,
 nccl on GPU); rank 0 evaluates, writes files and shows the bar while the others wait.
@@ -60,6 +62,7 @@ from tqdm.auto import tqdm
 from ..core.modeling import set_input_validation
 from ..core.optim import parameter_groups
 from ..pretraining.trainer import DistributedContext, _StopFlag, rng_state, seed_everything, set_rng_state
+from .plots import ScalarLog, plot_finetuning
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ TEMPORARY_DIR = ".checkpoint.tmp"  # the checkpoint being written
 PREVIOUS_DIR = ".checkpoint.old"  # the previous checkpoint while the new one is swapped in
 STATE_NAME = "trainer_state.pt"  # written last: a folder holding it is complete
 LOG_NAME = "log.jsonl"
+PLOT_NAME = "curves.png"
 STATE_FORMAT = "data2vec-finetuning"
 STATE_VERSION = 1
 SCHEDULES = ("linear", "cosine", "constant")
@@ -311,7 +315,8 @@ class Trainer:
 
     ``evaluate(model) -> {name: value}`` runs on rank 0 (model in eval mode, under no_grad) at
     every evaluation point; ``metric`` (one of its names) picks the best model. ``layer_id`` and
-    ``num_layers`` are needed for ``settings.layer_decay``. After ``train`` the trained model is
+    ``num_layers`` are needed for ``settings.layer_decay``. ``reports=False``: no ``curves.png``
+    and no TensorBoard events, only ``log.jsonl`` (the demos' many short in-memory runs). After ``train`` the trained model is
     ``trainer.model`` (never the DDP wrapper); ``close()`` ends a process group the trainer began."""
 
     def __init__(
@@ -327,6 +332,7 @@ class Trainer:
         greater_is_better: bool = False,
         save: Callable[[nn.Module, Path], None] | None = None,
         progress: bool = True,
+        reports: bool = True,
         layer_id: Callable[[str], int] | None = None,
         num_layers: int | None = None,
     ) -> None:
@@ -343,6 +349,7 @@ class Trainer:
         self.greater_is_better = greater_is_better
         self.save = save or default_save
         self.progress = progress
+        self.reports = reports
 
         self.dist = _distributed_context()
         self.device = self.dist.device
@@ -392,6 +399,8 @@ class Trainer:
         self.bad_evaluations = 0  # evaluations since the last improvement
         self.stopped_early = False
         self.log_path = self.output_dir / LOG_NAME
+        self.plot_path = self.output_dir / PLOT_NAME
+        self.scalar_log = ScalarLog(self.log_path, tensorboard=reports)  # written by rank 0 only
 
     # ------------------------------------------------------------ the loop
     def train(self, resume: bool = False) -> dict:
@@ -450,6 +459,7 @@ class Trainer:
             finally:
                 steps.close()  # ends the data loader's workers
                 bar.close()
+                self.scalar_log.close()
                 set_input_validation(self.model, None)
         if self.evaluate is None and self.dist.is_main:
             self._save_model()  # the best model is the last one
@@ -462,7 +472,8 @@ class Trainer:
         return self._result(interrupted)
 
     def close(self) -> None:
-        """End the process group this trainer began under torchrun."""
+        """Close the TensorBoard writer; end the process group this trainer began under torchrun."""
+        self.scalar_log.close()
         self.dist.close()
 
     def _result(self, interrupted: bool) -> dict:
@@ -621,6 +632,8 @@ class Trainer:
         rng_states = self.dist.all_gather_object(rng_state())
         if self.dist.is_main:
             write_checkpoint(self.output_dir, lambda folder: self.save(self.model, folder), self._state(rng_states))
+            if self.reports:
+                plot_finetuning(self.log_path, self.plot_path)
         self.dist.barrier()
 
     def _on_main(self, compute: Callable[[], Any]) -> Any:
@@ -658,6 +671,7 @@ class Trainer:
             self._load(Path(folder))
         if self.dist.is_main:
             self._trim_log()
+        self.scalar_log.resumed_at = self.step
         self.dist.barrier()
 
     def _load(self, folder: Path) -> None:
@@ -711,8 +725,7 @@ class Trainer:
 
     def _write_log(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
-            with self.log_path.open("a") as file:
-                file.write(json.dumps(record) + "\n")
+            self.scalar_log.append(record)
 
 
 __all__ = [
