@@ -80,3 +80,18 @@ def test_layer_ids_of_layer_wise_learning_rate_decay():
     assert layer_id("backbone.pooler.norm.weight", 4) == 5
     assert layer_id("classifier.weight", 4) == 5
     assert layer_id("lm_head.dense.weight", 12) == 13
+
+
+def test_a_task_the_checkpoint_cannot_do_is_one_error_line(backbone, tmp_path, capsys):  # noqa: F811
+    from data2vec.cli import main
+
+    images = tmp_path / "images" / "red"
+    images.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(images / "0.png")
+    status = main(["finetune", "--task", "image-classification", "--model", str(backbone),
+                   "--train", str(tmp_path / "images"), "--output", str(tmp_path / "out")])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert status == 2
+    assert len(lines) == 1 and "data2vec-text" in lines[0] and "data2vec-vision" in lines[0], lines

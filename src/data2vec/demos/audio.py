@@ -1,5 +1,5 @@
 """Speech: does data2vec pretraining help a tiny speech model recognise spoken words from few labels?
-(Measured in docs/pretraining-results.md: by +2.9 points in the shipped setting, within its noise.)
+(Measured in docs/pretraining-results.md: by +2.9 to +5.8 points in three runs, twice within its noise.)
 
 Data, made offline by espeak-ng (``apt-get install espeak-ng``) and resampled to 16 kHz:
 

@@ -362,7 +362,8 @@ class Pretraining:
         folder = Path(self.out_dir) / f"pretrain-seed{seed}"
         shutil.rmtree(folder, ignore_errors=True)
         began = time.time()
-        trainer = Pretrainer(self.recipe.replace(seed=seed), self.data, folder, progress=self.progress)
+        # the demos' runs skip TensorBoard: with TensorFlow installed its import takes seconds per process
+        trainer = Pretrainer(self.recipe.replace(seed=seed), self.data, folder, progress=self.progress, tensorboard=False)
         try:
             result = trainer.train()
             state = {

@@ -1,5 +1,5 @@
 """Text: does data2vec pretraining help a tiny text model learn a topic classifier from few labels?
-(Measured in docs/pretraining-results.md: no; at this size it costs 15.6 points.)
+(Measured in docs/pretraining-results.md: no; at this size it costs 15.6 to 24.0 points.)
 
 Data: the docstrings of Python's standard library (they ship with every Python), each labeled
 with the topic of its module: asyncio, concurrency, e-mail, introspection, logging, web, XML

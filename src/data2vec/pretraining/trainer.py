@@ -221,12 +221,14 @@ class Pretrainer:
         *,
         resume: bool = False,
         progress: bool = True,
+        tensorboard: bool = True,
         extend_schedule: bool = False,
         allow_recipe_change: bool = False,
     ) -> None:
         self.recipe = recipe
         self.out_dir = Path(out_dir)
         self.progress = progress
+        self.tensorboard = tensorboard  # False: log.jsonl only (when tensorboard is installed, its import costs seconds)
         self.dist = DistributedContext(recipe.device)
         self.device = self.dist.device
         self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
@@ -282,7 +284,7 @@ class Pretrainer:
             restored_rng = self._load_checkpoint(checkpoint)
         if not restored_rng:  # dropout / layer drop differ between ranks, reproducibly
             seed_everything(int(np.random.SeedSequence([recipe.seed, self.dist.rank, self.step]).generate_state(1)[0]))
-        self.scalar_log = ScalarLog(self.log_path, resumed_at=self.step)  # written by rank 0 only
+        self.scalar_log = ScalarLog(self.log_path, resumed_at=self.step, tensorboard=self.tensorboard)  # written by rank 0 only
         if self.dist.is_main:
             self._trim_log()
             self._log_resume_changes()
