@@ -63,6 +63,7 @@ def test_options_flags_win_over_the_file_and_required_ones_are_named(tmp_path):
     config.write_text("task: image-classification\nmodel: m\ntrain: t\noutput: o\nlearning_rate: 0.5\nepochs: 2\n")
     options = load_options(config, {"learning_rate": 0.25, "epochs": None})
     assert options["learning_rate"] == 0.25 and options["epochs"] == 2 and options["batch_size"] == 8
+    assert options["clip_norm"] == 1.0 and load_options(config, {"clip_norm": 0})["clip_norm"] is None  # 0: off
     with pytest.raises(OptionsError, match="missing --model, --output"):
         load_options(None, {"task": "image-classification", "train": "t"})
     config.write_text("- a list\n")

@@ -68,6 +68,8 @@ def load_options(config: str | os.PathLike | None, flags: dict[str, Any]) -> dic
             )
         options.update(values)
     options.update({key: value for key, value in flags.items() if value is not None and key in options})
+    if options.get("clip_norm") == 0:  # --clip-norm 0: no clipping
+        options["clip_norm"] = None
     missing = [name for name in REQUIRED if options.get(name) in (None, "")]
     if missing:
         raise OptionsError(
