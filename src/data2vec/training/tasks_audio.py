@@ -162,6 +162,18 @@ def _label2id(model: nn.Module) -> dict[str, int]:
     return {str(name): int(index) for name, index in model.config.label2id.items()}
 
 
+def _labeled_start(
+    task: Task, model_source: str | Path, labels: Sequence[str], options: dict[str, Any]
+) -> tuple[nn.Module, dict[str, int], _Audio, int]:
+    """What every task with a label set starts from: the model with a head for ``labels``, its
+    ``label2id``, the audio batcher (whose ``feature_extractor`` is saved beside the model) and
+    the evaluation batch size."""
+    feature_extractor = load_feature_extractor(model_source, options)
+    model = load_model(task, model_source, labels)
+    audio = _Audio(feature_extractor, model.config, options.get("max_seconds"))
+    return model, _label2id(model), audio, eval_batch_size(options, DEFAULT_EVAL_BATCH_SIZE)
+
+
 # ---------------------------------------------------------------------------- speech recognition
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -340,11 +352,8 @@ class AudioClassificationTask(Task):
         return _read_manifest(path, "label")
 
     def prepare(self, model_source: str | Path, train_examples: list[dict], options: dict[str, Any]) -> Prepared:
-        feature_extractor = load_feature_extractor(model_source, options)
-        model = load_model(self, model_source, data.label_set(e["label"] for e in train_examples))
-        label2id = _label2id(model)
-        audio = _Audio(feature_extractor, model.config, options.get("max_seconds"))
-        batch_size = eval_batch_size(options, DEFAULT_EVAL_BATCH_SIZE)
+        labels = data.label_set(e["label"] for e in train_examples)
+        model, label2id, audio, batch_size = _labeled_start(self, model_source, labels, options)
 
         def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
             labels = _class_ids(examples, "label", label2id, "label")
@@ -358,7 +367,7 @@ class AudioClassificationTask(Task):
         def check(examples: list[dict]) -> None:
             _class_ids(examples, "label", label2id, "label")
 
-        return Prepared(model, feature_extractor, collate, evaluate, saver(feature_extractor), check)
+        return Prepared(model, audio.feature_extractor, collate, evaluate, saver(audio.feature_extractor), check)
 
 
 # ---------------------------------------------------------------------------- frame classification
@@ -398,13 +407,9 @@ class AudioFrameClassificationTask(Task):
         return _read_manifest(path, "labels")
 
     def prepare(self, model_source: str | Path, train_examples: list[dict], options: dict[str, Any]) -> Prepared:
-        feature_extractor = load_feature_extractor(model_source, options)
         names = data.label_set(name for example in train_examples for name in frame_label_names(example))
-        model = load_model(self, model_source, names)
-        label2id = _label2id(model)
+        model, label2id, audio, batch_size = _labeled_start(self, model_source, names, options)
         num_labels = len(label2id)
-        audio = _Audio(feature_extractor, model.config, options.get("max_seconds"))
-        batch_size = eval_batch_size(options, DEFAULT_EVAL_BATCH_SIZE)
 
         def frame_ids(example: dict, waveform: np.ndarray) -> list[int]:
             """One class id per frame of the whole waveform, checked against the frame count."""
@@ -453,7 +458,7 @@ class AudioFrameClassificationTask(Task):
             for example in examples:
                 _check_frame_names(example, frame_label_names(example), label2id)
 
-        return Prepared(model, feature_extractor, collate, evaluate, saver(feature_extractor), check)
+        return Prepared(model, audio.feature_extractor, collate, evaluate, saver(audio.feature_extractor), check)
 
 
 # ---------------------------------------------------------------------------- speaker verification
@@ -495,11 +500,8 @@ class SpeakerVerificationTask(Task):
         return _read_manifest(path, "label")
 
     def prepare(self, model_source: str | Path, train_examples: list[dict], options: dict[str, Any]) -> Prepared:
-        feature_extractor = load_feature_extractor(model_source, options)
-        model = load_model(self, model_source, data.label_set(e["label"] for e in train_examples))
-        label2id = _label2id(model)
-        audio = _Audio(feature_extractor, model.config, options.get("max_seconds"))
-        batch_size = eval_batch_size(options, DEFAULT_EVAL_BATCH_SIZE)
+        labels = data.label_set(e["label"] for e in train_examples)
+        model, label2id, audio, batch_size = _labeled_start(self, model_source, labels, options)
         config = model.config
         # frames the TDNN layers remove; the statistics pooling needs two frames after them
         reduction = sum(dilation * (kernel - 1) for kernel, dilation in zip(config.tdnn_kernel, config.tdnn_dilation))
@@ -548,7 +550,7 @@ class SpeakerVerificationTask(Task):
                 results["accuracy"] = metrics.accuracy(predicted, [label2id[speaker] for speaker in speakers])
             return results
 
-        return Prepared(model, feature_extractor, collate, evaluate, saver(feature_extractor), check)
+        return Prepared(model, audio.feature_extractor, collate, evaluate, saver(audio.feature_extractor), check)
 
 
 # ---------------------------------------------------------------------------- registry
