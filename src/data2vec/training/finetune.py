@@ -90,7 +90,11 @@ def finetune(
         clip_norm=settings.clip_norm or None, seed=settings.seed, eval_every=max(1, total_steps), log_every=max(1, total_steps),
     )
     with tempfile.TemporaryDirectory(prefix="data2vec-finetune-") as folder:
-        result = Trainer(model, list(range(len(labels))), collate, loop_settings, folder, progress=progress, reports=False).train()
+        trainer = Trainer(
+            model, list(range(len(labels))), collate, loop_settings, folder,
+            progress=progress, reports=False, description=description,
+        )
+        result = trainer.train()
     if result["interrupted"]:
         raise KeyboardInterrupt
     return result

@@ -333,6 +333,7 @@ class Trainer:
         save: Callable[[nn.Module, Path], None] | None = None,
         progress: bool = True,
         reports: bool = True,
+        description: str = "fine-tune",
         layer_id: Callable[[str], int] | None = None,
         num_layers: int | None = None,
     ) -> None:
@@ -350,6 +351,7 @@ class Trainer:
         self.save = save or default_save
         self.progress = progress
         self.reports = reports
+        self.description = description  # the progress bar's label
 
         self.dist = _distributed_context()
         self.device = self.dist.device
@@ -422,7 +424,7 @@ class Trainer:
                 self.steps_per_epoch, self.step, self.total_steps, self.device, self.output_dir,
             )
         bar = tqdm(
-            total=self.total_steps, initial=self.step, desc="fine-tune", unit="step", dynamic_ncols=True,
+            total=self.total_steps, initial=self.step, desc=self.description, unit="step", dynamic_ncols=True,
             disable=not (self.progress and self.dist.is_main),
         )
         self.model.train()
