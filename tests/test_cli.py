@@ -81,7 +81,7 @@ def test_an_unexpected_error_says_it_is_one_and_points_to_debug(monkeypatch, cap
         raise RuntimeError("something internal")
 
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda argv=None: parser)
     parser._subparsers._group_actions[0].choices["export-backbone"].set_defaults(handler=broken)
     status, lines = run_main(["export-backbone", "a", "b"], capsys)
     assert status == 1

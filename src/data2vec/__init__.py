@@ -55,6 +55,7 @@ _NAMES = {
         "AutoModelForSemanticSegmentation",
         "AutoProcessor",
     ],
+    "data2vec.pipelines": ["pipeline"],
     "data2vec.vision.tf": [
         "TFData2VecVisionModel",
         "TFData2VecVisionForImageClassification",

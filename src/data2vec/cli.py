@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 # the exceptions that mean a user's mistake (a wrong file, value or option): `error: ...` and exit
 # status 2; anything else is a bug: exit status 1 and a hint to rerun with --debug
 USER_ERRORS = (ValueError, OSError)
@@ -180,6 +179,78 @@ _FINETUNE_DATA = """tasks and their data:
 On several GPUs or machines: torchrun --nproc_per_node N -m data2vec.cli finetune ..."""
 
 
+def _infer(args: argparse.Namespace) -> int:
+    """A task command: the pipeline of ``args.command`` on the inputs, one result per input."""
+    import json
+
+    from .pipelines import pipeline_class
+
+    cls = pipeline_class(args.command)
+    options = {option.name: getattr(args, option.name, option.flag_default) for option in cls.options}
+    options.update(cls.command_call_options)
+    named = cls.read_inputs(args.inputs, options)  # a missing input fails before the model loads
+    if not named:
+        raise ValueError("no inputs: the files and folders given hold nothing to run on")
+    pipe = cls.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+        progress=False if args.no_progress else None,
+    )
+    call_options = {option.name: options[option.name] for option in cls.options if not option.cli_only}
+    results = pipe.iterate([item for _, item in named], **call_options)
+    for (name, _), result in zip(named, results):
+        exported = pipe.export(name, result, options)
+        if args.json:
+            print(json.dumps({"input": name, "result": exported}, ensure_ascii=False), flush=True)
+        else:
+            print(pipe.describe(name, exported), flush=True)
+    return 0
+
+
+def _add_task_commands(commands: argparse._SubParsersAction, argv: list[str]) -> None:
+    """One command per inference task. Only the command being run imports its pipeline (and
+    torch) to add the task's own options; the others list their one-line help."""
+    from .pipelines import TASKS, pipeline_class
+
+    invoked = next((arg for arg in argv if not arg.startswith("-")), None)
+    for task, (_, summary) in TASKS.items():
+        command = commands.add_parser(
+            task, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+            epilog=_INFERENCE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_argument("inputs", nargs="+", metavar="INPUT", help=_INPUT_HELP[TASKS[task][0]])
+        command.add_argument("--model", required=True, help="checkpoint folder (Hugging Face layout) or Hub id")
+        command.add_argument("--device", default=None, help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+        command.add_argument("--dtype", default=None, help="float32 (default), bfloat16, or float16 (GPU only)")
+        command.add_argument("--batch-size", type=int, default=8, help="inputs per model call, sorted by length (default 8)")
+        command.add_argument("--json", action="store_true", help="one JSON object per input: {\"input\": ..., \"result\": ...}")
+        command.add_argument("--no-progress", action="store_true", help="no progress bar")
+        command.set_defaults(handler=_infer)
+        if task == invoked:
+            for option in pipeline_class(task).options:
+                if option.command:
+                    _add_option(command, option)
+
+
+def _add_option(command: argparse.ArgumentParser, option) -> None:
+    """A pipeline option as a flag: ``--name`` / ``--no-name`` for a boolean, else ``--name VALUE``."""
+    default = option.flag_default
+    if isinstance(default, bool) and option.type is None:
+        command.add_argument(option.flag, action=argparse.BooleanOptionalAction, default=default, help=option.help)
+        return
+    kind = option.type or (type(default) if default is not None else str)
+    command.add_argument(option.flag, type=kind, default=default, choices=option.choices, help=option.help)
+
+
+_INPUT_HELP = {
+    "text": "a text; a .txt file (a text per line), .csv/.tsv/.jsonl file (its text column), folder of .txt "
+    "files or glob; - for standard input",
+    "audio": "an audio file (WAV, FLAC, OGG, MP3, ...; any sample rate, stereo averaged), folder or glob",
+    "vision": "an image file (PNG, JPEG, ...), folder or glob",
+}
+_INFERENCE_EPILOG = """Prints a readable line per input, or with --json one JSON object per line.
+Python: data2vec.pipeline(task, model=folder)(inputs) returns the same results."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a usage mistake reported as one line, like every other error of the command."""
 
@@ -187,7 +258,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command's parser; ``argv`` (the arguments about to be parsed) names the task
+    command, if any, whose own options are added."""
     parser = _Parser(prog="data2vec", description="data2vec models, preprocessing and pretraining")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
@@ -274,12 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--resume", action="store_true", help="continue the run in --output exactly where it stopped")
     finetune.add_argument("--no-progress", action="store_true", help="no progress bar")
     finetune.set_defaults(handler=_finetune)
+    _add_task_commands(commands, [] if argv is None else argv)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     args = parser.parse_args([arg for arg in argv if arg != "--debug"])
     args.debug = debug

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..pipelines.fill_mask import FillMaskPipeline
+from ..pipelines.text import FillMaskPipeline
 from ..text.config import Data2VecTextConfig
 from ..text.model import Data2VecTextForMaskedLM
 from ..text.tokenizer import Data2VecTextTokenizer
@@ -149,7 +149,7 @@ def run(out_dir: str | Path = "runs/text-demo", steps: int = 600, seed: int = 0)
 
     print("5. Masked-token prediction")
     model.eval()
-    fill = FillMaskPipeline(model, tokenizer)
+    fill = FillMaskPipeline(model, tokenizer, device=model.device)
     predictions = {}
     for prompt in PROMPTS:
         best = fill(prompt, top_k=5)

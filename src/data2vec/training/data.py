@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 PathLike = str | os.PathLike
@@ -62,7 +62,7 @@ def _existing_folder(path: PathLike, holding: str) -> Path:
     return folder
 
 
-def _read_text(file: Path) -> str:
+def read_text(file: Path) -> str:
     """The file's text, newlines untouched (a UTF-8 byte-order mark, as Excel writes, is dropped)."""
     data = file.read_bytes()
     try:
@@ -88,7 +88,7 @@ def read_records(path: PathLike, columns: Sequence[str], optional: Sequence[str]
         header, rows = _read_table(file, TABLE_DELIMITERS[suffix])
         _check_columns(file, None, columns, header)
     elif suffix in JSON_SUFFIXES:
-        rows = _json_rows(file, _read_text(file))
+        rows = _json_rows(file, read_text(file))
         for line, row in rows:
             _check_columns(file, line, columns, _json_object(file, line, row))
     else:
@@ -101,7 +101,7 @@ def read_records(path: PathLike, columns: Sequence[str], optional: Sequence[str]
 
 def _read_table(file: Path, delimiter: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The stripped header and the (line, row) pairs of a CSV/TSV file; blank lines are skipped."""
-    reader = csv.reader(io.StringIO(_read_text(file), newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(read_text(file), newline=""), delimiter=delimiter)
     header: list[str] | None = None
     rows, start = [], 1  # `start`: the line where the next record begins (a quoted value may span lines)
     try:
@@ -207,7 +207,7 @@ def read_conll(path: PathLike) -> list[dict[str, Any]]:
     tokens: list[str] = []
     tags: list[str] = []
     first = 0
-    for line, content in enumerate([*_read_text(file).split("\n"), ""], start=1):  # "": ends the last one
+    for line, content in enumerate([*read_text(file).split("\n"), ""], start=1):  # "": ends the last one
         fields = content.split()
         if not fields or fields[0] == "-DOCSTART-":
             if tokens:
@@ -237,7 +237,7 @@ def read_squad(path: PathLike) -> list[dict[str, Any]]:
     ``answer_start`` must be the character offset of its answer in the context.
     """
     file = _existing_file(path)
-    text = _read_text(file)
+    text = read_text(file)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -454,10 +454,10 @@ def _unreadable(path: PathLike, error: Exception) -> DataError:
 
 
 def load_image(path: PathLike) -> Image.Image:
-    """The image at `path` in RGB."""
+    """The image at `path` in RGB, turned upright by its EXIF orientation (as cameras save it)."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return ImageOps.exif_transpose(image).convert("RGB")
     except IMAGE_ERRORS as error:
         raise _unreadable(path, error) from None
 

@@ -75,7 +75,7 @@ def _load_tokenizer(source: str | Path, **overrides: Any) -> Any:
     return AutoProcessor.from_pretrained(source, **overrides)
 
 
-def _max_length(options: dict[str, Any] | None, tokenizer: Any, model: nn.Module) -> int:
+def max_length_of(options: dict[str, Any] | None, tokenizer: Any, model: nn.Module) -> int:
     """``max_length`` of the options, within what the model's position table and the
     tokenizer's ``model_max_length`` allow."""
     config = model.config
@@ -197,7 +197,7 @@ class TextClassification(Task):
         _need_two_labels(labels, train_examples, "example")
         model = load_model(self, model_source, labels, problem_type="single_label_classification")
         label2id = dict(model.config.label2id)
-        max_length = _max_length(options, tokenizer, model)
+        max_length = max_length_of(options, tokenizer, model)
         batch_size = eval_batch_size(options, DEFAULTS["eval_batch_size"])
 
         def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
@@ -246,7 +246,7 @@ class TextRegression(Task):
             )
         model = self.model_class().from_pretrained(model_source, **overrides)
         model.train()
-        max_length = _max_length(options, tokenizer, model)
+        max_length = max_length_of(options, tokenizer, model)
         batch_size = eval_batch_size(options, DEFAULTS["eval_batch_size"])
 
         def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
@@ -282,7 +282,7 @@ class TokenClassification(Task):
         model = load_model(self, model_source, labels)
         label2id = dict(model.config.label2id)
         id2label = dict(model.config.id2label)
-        max_length = _max_length(options, tokenizer, model)
+        max_length = max_length_of(options, tokenizer, model)
         batch_size = eval_batch_size(options, DEFAULTS["eval_batch_size"])
 
         def check(examples: list[dict]) -> None:
@@ -370,22 +370,42 @@ def answer_tokens(offsets: Sequence[tuple[int, int]], window: tuple[int, int], s
     return start, max(start, end)
 
 
-def best_span(
-    start_logits: torch.Tensor, end_logits: torch.Tensor, first: int, last: int, max_tokens: int = MAX_ANSWER_TOKENS
-) -> tuple[float, int, int] | None:
-    """(score, start, end) of the span start <= end < start + max_tokens within positions
-    [first, last) that maximises start_logits[start] + end_logits[end]; None for an empty range."""
+def best_spans(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    first: int,
+    last: int,
+    max_tokens: int = MAX_ANSWER_TOKENS,
+    count: int = 1,
+) -> list[tuple[float, int, int]]:
+    """The ``count`` best (score, start, end) spans start <= end < start + max_tokens within
+    positions [first, last), by start_logits[start] + end_logits[end], best first (fewer when the
+    range holds fewer spans; none for an empty range)."""
     if last <= first:
-        return None
+        return []
     starts = start_logits[first:last].float()
     ends = end_logits[first:last].float()
     scores = starts[:, None] + ends[None, :]  # (start, end)
     offsets = torch.arange(last - first)
     length = offsets[None, :] - offsets[:, None]  # end - start
-    scores = scores.masked_fill((length < 0) | (length >= max_tokens), float("-inf"))
-    best = int(scores.argmax())
-    start, end = divmod(best, last - first)
-    return float(scores[start, end]), first + start, first + end
+    scores = scores.masked_fill((length < 0) | (length >= max_tokens), float("-inf")).flatten()
+    values, indices = scores.topk(min(count, scores.numel()))
+    spans = []
+    for value, index in zip(values.tolist(), indices.tolist()):
+        if value == float("-inf"):
+            break
+        start, end = divmod(index, last - first)
+        spans.append((value, first + start, first + end))
+    return spans
+
+
+def best_span(
+    start_logits: torch.Tensor, end_logits: torch.Tensor, first: int, last: int, max_tokens: int = MAX_ANSWER_TOKENS
+) -> tuple[float, int, int] | None:
+    """(score, start, end) of the span start <= end < start + max_tokens within positions
+    [first, last) that maximises start_logits[start] + end_logits[end]; None for an empty range."""
+    spans = best_spans(start_logits, end_logits, first, last, max_tokens)
+    return spans[0] if spans else None
 
 
 class QuestionAnswering(Task):
@@ -398,7 +418,7 @@ class QuestionAnswering(Task):
         _check_not_empty(train_examples, "questions")
         tokenizer = _load_tokenizer(model_source)
         model = load_model(self, model_source)
-        max_length = _max_length(options, tokenizer, model)
+        max_length = max_length_of(options, tokenizer, model)
         doc_stride = int(_option(options, "doc_stride"))
         # <s> question </s></s> context </s>: the question gives way so that each window holds
         # more than doc_stride context tokens.
@@ -564,7 +584,7 @@ class MultipleChoice(Task):
         _check_not_empty(train_examples, "examples")
         tokenizer = _load_tokenizer(model_source)
         model = load_model(self, model_source)
-        max_length = _max_length(options, tokenizer, model)
+        max_length = max_length_of(options, tokenizer, model)
         batch_size = eval_batch_size(options, DEFAULTS["eval_batch_size"])
 
         def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
@@ -645,7 +665,7 @@ class FillMask(Task):
         _check_not_empty(train_examples, "texts")
         tokenizer = _load_tokenizer(model_source)
         model = load_model(self, model_source)
-        max_length = _max_length(options, tokenizer, model)
+        max_length = max_length_of(options, tokenizer, model)
         probability = float(_option(options, "mlm_probability"))
         if not 0 < probability < 1:
             raise ValueError(f"mlm_probability must be between 0 and 1, got {probability}")
