@@ -65,9 +65,10 @@ class _AudioHeadModel(HeadModel):
         mask_time_indices: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        drop_padding: bool = False,
     ) -> PredictionOutput | XVectorOutput:
-        """input_values, attention_mask, mask_time_indices: as for ``Data2VecAudioModel``; labels:
-        see the class's ``predict``."""
+        """input_values, attention_mask, mask_time_indices, drop_padding: as for
+        ``Data2VecAudioModel``; labels: see the class's ``predict``."""
         if labels is not None:
             self.check_labels(labels)
         outputs = self.run_backbone(locals(), output_hidden_states=output_hidden_states or self.layer_weights is not None)

@@ -233,29 +233,61 @@ class Data2VecAudioModel(Backbone):
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         mask_time_indices: torch.Tensor | None = None,
+        drop_padding: bool = False,
     ) -> Embedded:
         """Check the waveforms; conv features -> projection -> SpecAugment -> positional conv ->
-        LayerNorm, and the padding bias over frames. ``extras``: extract_features, frame_mask."""
+        LayerNorm, and the padding bias over frames. ``extras``: extract_features, frame_mask.
+        ``drop_padding`` (with a mask): each utterance is embedded on its own samples, and the
+        encoder is to run on the real frames only."""
         input_values, attention_mask = check_audio_inputs(
             self.config, input_values, attention_mask, check_values=self.should_validate(input_values)
         )
         input_values = input_values.to(self.feature_projection.linear.weight.dtype)  # e.g. a half-precision model
-        features = self.feature_encoder(input_values).transpose(1, 2)  # (batch, frames, channels)
-        frames = features.shape[1]
+        if drop_padding and attention_mask is not None:
+            return self._embed_each_utterance(input_values, attention_mask, mask_time_indices)
+        frames = feature_encoder_output_length(input_values.shape[1], self.config)
         frame_mask = None
         if attention_mask is not None:
             frame_mask = frame_attention_mask(attention_mask, frames, self.config)  # (batch, frames)
+        hidden_states, extract_features = self._embed_frames(input_values, frame_mask, mask_time_indices)
+        attention_bias = attention_bias_from_masks(
+            frame_mask, query_length=frames, key_length=frames, dtype=hidden_states.dtype, device=hidden_states.device
+        )
+        return Embedded(hidden_states, attention_bias, {"extract_features": extract_features, "frame_mask": frame_mask})
 
+    def _embed_frames(
+        self, input_values: torch.Tensor, frame_mask: torch.Tensor | None, mask_time_indices: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden states (batch, frames, hidden), extract_features (batch, frames, channels))."""
+        features = self.feature_encoder(input_values).transpose(1, 2)  # (batch, frames, channels)
         hidden_states, extract_features = self.feature_projection(features)  # (batch, frames, hidden)
         hidden_states = self._apply_spec_augment(hidden_states, mask_time_indices, frame_mask)
         if frame_mask is not None:
             hidden_states = hidden_states.masked_fill(~frame_mask[..., None], 0.0)
         hidden_states = hidden_states + self.positional_conv(hidden_states)
-        hidden_states = self.dropout(self.encoder_norm(hidden_states))
-        attention_bias = attention_bias_from_masks(
-            frame_mask, query_length=frames, key_length=frames, dtype=hidden_states.dtype, device=hidden_states.device
-        )
-        return Embedded(hidden_states, attention_bias, {"extract_features": extract_features, "frame_mask": frame_mask})
+        return self.dropout(self.encoder_norm(hidden_states)), extract_features
+
+    def _embed_each_utterance(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor, mask_time_indices: torch.Tensor | None
+    ) -> Embedded:
+        """Each utterance through the convolutions alone, on its own samples (no work on padding, and
+        no padding reaching its last frames through the positional convolutions, as it does in a
+        padded batch), laid out (batch, frames, ...) with zeros after each utterance's frames."""
+        samples = attention_mask.long().sum(-1)  # (batch,)
+        lengths = feature_encoder_output_length(samples, self.config)  # (batch,) frames
+        frames = feature_encoder_output_length(input_values.shape[1], self.config)
+        hidden_states = extract_features = None
+        for row, (row_samples, row_frames) in enumerate(zip(samples.tolist(), lengths.tolist())):
+            row_mask = None if mask_time_indices is None else mask_time_indices[row : row + 1, :row_frames]
+            states, features = self._embed_frames(input_values[row : row + 1, :row_samples], None, row_mask)
+            if hidden_states is None:  # (batch, frames, hidden) and (batch, frames, channels), zeros at padding
+                hidden_states = states.new_zeros(len(samples), frames, states.shape[-1])
+                extract_features = features.new_zeros(len(samples), frames, features.shape[-1])
+            hidden_states[row, :row_frames] = states[0]
+            extract_features[row, :row_frames] = features[0]
+        frame_mask = torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+        extras = {"extract_features": extract_features, "frame_mask": frame_mask}
+        return Embedded(hidden_states, None, extras, real_tokens=frame_mask)
 
     def final_states(self, hidden_states: torch.Tensor, embedded: Embedded) -> torch.Tensor:
         return self.adapter(hidden_states) if self.adapter is not None else hidden_states
@@ -267,6 +299,7 @@ class Data2VecAudioModel(Backbone):
         mask_time_indices: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        drop_padding: bool = False,
     ) -> AudioEncoderOutput:
         """input_values: (batch, samples) float waveform (or (samples,) for one utterance);
         attention_mask: same shape, 1 for audio and 0 for right padding; mask_time_indices:
@@ -275,8 +308,14 @@ class Data2VecAudioModel(Backbone):
         ``hidden_states`` holds the transformer's input and each layer's output (before the adapter).
         In training, a layer dropped by ``layerdrop`` repeats its input in ``hidden_states`` and
         gives None in ``attentions``.
+
+        ``drop_padding`` (with an ``attention_mask``): each utterance runs on its own samples and
+        frames only, packed without padding through the transformer: no work is spent on padding,
+        and each utterance gets what it gets alone (a padded batch differs from that in the last
+        frames of a padded row, which see padding through the positional convolutions). The padded
+        frames of ``last_hidden_state``, ``extract_features`` and ``hidden_states`` are zeros.
         """
-        embedded = self.embed(input_values, attention_mask, mask_time_indices)
+        embedded = self.embed(input_values, attention_mask, mask_time_indices, drop_padding)
         result = self.run_encoder(
             embedded, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )

@@ -5,6 +5,7 @@ an optional additive bias (padding/causal masks, relative position bias) and a k
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import torch
@@ -50,6 +51,38 @@ def attention_bias_from_masks(
         return None
     bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
     return bias.masked_fill(~allowed, mask_value(dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockDiagonal:
+    """The attention bias of several sequences packed into one row without padding: each query
+    sees only the keys of its own sequence (and, when ``causal``, only those up to itself).
+
+    Passed where an additive bias goes (``Attention.forward``'s ``attention_bias``, through the
+    encoder and its blocks); the attention then runs once per sequence on its own tokens, so no
+    work is spent on padding. ``lengths``: the tokens of each sequence, in the packed order.
+    """
+
+    lengths: tuple[int, ...]
+    causal: bool = False
+
+    @classmethod
+    def from_padding_mask(cls, padding_mask: torch.Tensor, causal: bool = False) -> BlockDiagonal:
+        """The sequences of a (batch, length) mask of real positions, packed row by row."""
+        return cls(tuple(int(length) for length in padding_mask.sum(dim=1).tolist()), causal)
+
+    def attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float) -> torch.Tensor:
+        """q, k, v: (1, heads, total, head_dim) -> (1, heads, total, head_dim)."""
+        if query.shape[0] != 1 or query.shape[2] != sum(self.lengths):
+            raise ValueError(
+                f"packed sequences of lengths {list(self.lengths)} need queries (1, heads, {sum(self.lengths)}, "
+                f"head_dim), got {tuple(query.shape)}"
+            )
+        parts = [
+            F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
+            for q, k, v in zip(*(tensor.split(self.lengths, dim=2) for tensor in (query, key, value)))
+        ]
+        return torch.cat(parts, dim=2)
 
 
 class Attention(nn.Module):
@@ -106,7 +139,7 @@ class Attention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        attention_bias: torch.Tensor | None = None,
+        attention_bias: torch.Tensor | BlockDiagonal | None = None,
         *,
         key_value_states: torch.Tensor | None = None,
         past_key_value: KeyValue | None = None,
@@ -135,6 +168,15 @@ class Attention(nn.Module):
         present = (key, value) if use_cache else None
 
         dropout = self.dropout if self.training else 0.0
+        if isinstance(attention_bias, BlockDiagonal):
+            if output_attentions or past_key_value is not None or self.is_cross_attention:
+                raise ValueError(
+                    "packed sequences (padding dropped) run self attention without a cache and without "
+                    "output_attentions; run the padded batch for those"
+                )
+            context = attention_bias.attend(query, key, value, dropout)
+            context = context.transpose(1, 2).reshape(*hidden_states.shape[:2], self.num_heads * self.head_dim)
+            return self.out_proj(context), None, present
         if attention_bias is not None:
             attention_bias = attention_bias.to(query.dtype)
         if output_attentions:

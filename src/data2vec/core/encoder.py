@@ -26,11 +26,12 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .attention import BlockDiagonal
 from .layers import BlockOutput
 
 Kind = Literal["block", "feed_forward"]
 # An additive attention bias for every block, or a function giving block i's (0-based) bias.
-AttentionBias = torch.Tensor | Callable[[int], torch.Tensor | None] | None
+AttentionBias = torch.Tensor | BlockDiagonal | Callable[[int], torch.Tensor | None] | None
 
 
 @dataclasses.dataclass
@@ -118,11 +119,25 @@ class Encoder(nn.Module):
         encoder_attention_bias: torch.Tensor | None = None,
         past_key_values: tuple | None = None,
         use_cache: bool = False,
+        drop_padding: torch.Tensor | None = None,
+        causal: bool = False,
     ) -> EncoderResult:
         """hidden_states: (batch, length, hidden), already embedded; ``positions`` (batch, length):
         where these tokens sit in the sequence that ``attention_bias`` describes (None: all of it).
         ``indices`` / ``kind``: the intermediate outputs to return (see the module docstring);
-        ``stop_early``: run no block after the last one asked for."""
+        ``stop_early``: run no block after the last one asked for.
+
+        ``drop_padding``: a (batch, length) mask of the real tokens. The blocks then run on the
+        real tokens only, packed into one row, each sequence attending to its own tokens
+        (``causal``: to those up to itself), instead of ``attention_bias``; the outputs come back
+        in the (batch, length) layout with zeros at the padded positions. The real positions get
+        what the padded batch gives them, without the work on padding."""
+        if drop_padding is not None:
+            return self._without_padding(
+                hidden_states, drop_padding.bool(), causal, indices=indices, kind=kind, stop_early=stop_early,
+                output_hidden_states=output_hidden_states, other_options=(positions, output_attentions,
+                encoder_hidden_states, past_key_values, use_cache),
+            )  # fmt: skip
         num_layers = len(self.layers)
         wanted = resolve_indices(indices, num_layers, kind)
         last_needed = max(wanted, default=0) if stop_early else num_layers
@@ -167,4 +182,31 @@ class Encoder(nn.Module):
             cross_attentions=tuple(all_cross) if all_cross is not None else None,
             past_key_values=tuple(presents) if presents is not None else None,
             ran_all_blocks=last_needed == num_layers,
+        )
+
+    def _without_padding(
+        self, hidden_states: torch.Tensor, real: torch.Tensor, causal: bool, *, other_options: tuple, **options
+    ) -> EncoderResult:
+        positions, output_attentions, encoder_hidden_states, past_key_values, use_cache = other_options
+        if positions is not None or output_attentions or encoder_hidden_states is not None or past_key_values or use_cache:
+            raise ValueError(
+                "drop_padding runs self attention on the real tokens only: it does not combine with positions, "
+                "output_attentions, cross attention or a key/value cache"
+            )
+        if tuple(real.shape) != tuple(hidden_states.shape[:2]):
+            raise ValueError(f"drop_padding must be (batch, length) {tuple(hidden_states.shape[:2])}, got {tuple(real.shape)}")
+        packed = self.forward(hidden_states[real][None], BlockDiagonal.from_padding_mask(real, causal), **options)
+
+        def unpack(states: torch.Tensor | None) -> torch.Tensor | None:
+            if states is None:
+                return None
+            full = states.new_zeros(*real.shape, *states.shape[2:])  # (batch, length, ...)
+            full[real] = states[0]
+            return full
+
+        return dataclasses.replace(
+            packed,
+            last_hidden_state=unpack(packed.last_hidden_state),
+            intermediates=tuple(unpack(states) for states in packed.intermediates),
+            hidden_states=tuple(unpack(states) for states in packed.hidden_states) if packed.hidden_states else None,
         )

@@ -71,6 +71,10 @@ class Embedded:
     hidden_states: torch.Tensor  # (batch, length, hidden)
     attention_bias: AttentionBias = None  # additive, for the full sequence (or per block)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. extract_features, the patch grid
+    # (batch, length) mask of the real tokens when the blocks are to skip the padding (``drop_padding``),
+    # and whether each token then sees only those before it (a decoder; the bias is not used then)
+    real_tokens: torch.Tensor | None = None
+    causal: bool = False
 
 
 @dataclasses.dataclass
@@ -327,6 +331,8 @@ class Backbone(PreTrainedModel):
     def run_encoder(self, embedded: Embedded, **options: Any) -> EncoderResult:
         """The encoder on what ``embed()`` gave (``options``: those of ``Encoder.forward``), with
         ``last_hidden_state`` after ``final_states``, or None when ``stop_early`` left blocks out."""
+        if embedded.real_tokens is not None:
+            options = {**options, "drop_padding": embedded.real_tokens, "causal": embedded.causal}
         result = self.encoder(embedded.hidden_states, embedded.attention_bias, **options)
         last = self.final_states(result.last_hidden_state, embedded) if result.ran_all_blocks else None
         return dataclasses.replace(result, last_hidden_state=last)

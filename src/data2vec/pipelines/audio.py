@@ -18,10 +18,9 @@ as one CTC sequence.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +162,9 @@ class AudioPipeline(Pipeline):
         return {"input_values": input_values, "attention_mask": attention_mask}  # (batch, samples) each
 
     def forward(self, batch: dict[str, torch.Tensor], **options: Any) -> Any:
-        with _padding_kept_out(self.model, batch["attention_mask"]):
-            return self.model(**batch)
+        # each recording on its own samples and frames: no work on padding, and no padding reaching
+        # its last frames through the positional convolutions (as it does in a padded batch)
+        return self.model(**batch, drop_padding=True)
 
     def frame_outputs(self, values: torch.Tensor, pieces: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
         """Each row of (batch, frames, ...) outputs cut to its piece's real frames, float32 on the CPU."""
@@ -537,37 +537,6 @@ def _waveform_of_dict(item: dict, rate: int) -> np.ndarray:
     if int(source_rate) != rate and len(waveform):
         waveform = soxr.resample(waveform, int(source_rate), rate, quality=RESAMPLING_QUALITY).astype(np.float32)
     return waveform
-
-
-@contextlib.contextmanager
-def _padding_kept_out(model: torch.nn.Module, attention_mask: torch.Tensor) -> Iterator[None]:
-    """While the model runs a padded batch, the padded frames between its positional conv layers
-    are zeroed, so that the real frames of each row get the outputs they get alone.
-
-    The model zeroes padded frames before its positional conv stack, but each layer of the stack
-    (conv, LayerNorm, GELU) makes them non-zero again, and the next layer's kernel reaches from
-    them into the last real frames of the row (``(layers - 1) * (kernel // 2)`` frames: 36 frames,
-    0.72 s, for the official checkpoints); attention then spreads the change to every frame. Alone,
-    the row's conv sees zero padding there. The reference library's batched pipelines keep this
-    difference; zeroing the padded frames after every layer but the last removes it."""
-    backbone = getattr(model, "backbone", model)
-    layers = list(getattr(getattr(backbone, "positional_conv", None), "layers", []))[:-1]
-    lengths = attention_mask.long().sum(-1)
-    if not layers or bool((lengths == attention_mask.shape[1]).all()):
-        yield
-        return
-    real_frames = feature_encoder_output_length(lengths, model.config)  # (batch,)
-
-    def zero_padded_frames(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        real = torch.arange(output.shape[-1], device=output.device)[None, :] < real_frames[:, None]
-        return output * real[:, None, :].to(output.dtype)  # (batch, hidden, frames)
-
-    handles = [layer.register_forward_hook(zero_padded_frames) for layer in layers]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _plain(value: Any) -> Any:

@@ -108,6 +108,9 @@ class TextPipeline(Pipeline):
         input_ids, attention_mask = pad([piece["input_ids"] for piece in pieces], self.processor.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
+    def forward(self, batch: dict[str, torch.Tensor], **options: Any) -> Any:
+        return self.model(**batch, drop_padding=True)  # the blocks run on the real tokens only
+
     def unbatch(self, outputs: Any, pieces: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
         """Each piece's logits, (tokens, classes) without padding."""
         return [outputs.logits[row, : len(piece["input_ids"])].float().cpu() for row, piece in enumerate(pieces)]

@@ -152,9 +152,11 @@ class Data2VecTextModel(Backbone):
         self,
         input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         past_length: int = 0,
+        drop_padding: bool = False,
     ) -> Embedded:
-        """Check the inputs (those of ``forward``, after ``past_length`` cached positions); token + position + type embeddings and the padding (and, for a
-        decoder, causal) attention bias."""
+        """Check the inputs (those of ``forward``, after ``past_length`` cached positions); token +
+        position + type embeddings and the padding (and, for a decoder, causal) attention bias;
+        with ``drop_padding`` and a mask, the real tokens for the encoder to run on alone."""
         self._check_inputs(input_ids, inputs_embeds, attention_mask, token_type_ids, past_length)
         probe = next(tensor for tensor in (position_ids, input_ids, inputs_embeds) if tensor is not None)
         validate = self.should_validate(probe)
@@ -168,7 +170,8 @@ class Data2VecTextModel(Backbone):
             dtype=hidden_states.dtype,
             device=hidden_states.device,
         )
-        return Embedded(hidden_states, attention_bias)
+        real_tokens = attention_mask.bool() if drop_padding and attention_mask is not None else None
+        return Embedded(hidden_states, attention_bias, real_tokens=real_tokens, causal=self.config.is_decoder)
 
     def forward(
         self,
@@ -183,11 +186,21 @@ class Data2VecTextModel(Backbone):
         use_cache: bool | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        drop_padding: bool = False,
     ) -> EncoderOutput:
+        """The reference's arguments, and ``drop_padding``: with an ``attention_mask``, the blocks run
+        on the real tokens only (no work on padding; not with a cache, cross attention or
+        ``output_attentions``). The real positions get the padded batch's outputs (within float
+        rounding); the padded positions of ``last_hidden_state`` and ``hidden_states`` are zeros."""
         is_decoder = self.config.is_decoder
+        drop_padding = drop_padding and attention_mask is not None
+        if drop_padding and use_cache is None:
+            use_cache = False
         use_cache = (self.config.use_cache if use_cache is None else use_cache) and is_decoder
         past_length = past_key_values[0][0][0].shape[2] if past_key_values else 0
-        embedded = self.embed(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_length)
+        embedded = self.embed(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_length, drop_padding
+        )
         encoder_attention_bias = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
             encoder_attention_bias = attention_bias_from_masks(
@@ -205,6 +218,8 @@ class Data2VecTextModel(Backbone):
             encoder_attention_bias=encoder_attention_bias,
             past_key_values=past_key_values,
             use_cache=use_cache,
+            drop_padding=embedded.real_tokens,
+            causal=embedded.causal,
         )
         return encoder_output(result, self.pooler)
 
@@ -234,7 +249,7 @@ class _TextHeadModel(HeadModel):
         self,
         input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         labels=None,
-        output_attentions=False, output_hidden_states=False,
+        output_attentions=False, output_hidden_states=False, drop_padding=False,
     ) -> PredictionOutput:
         """labels: see the class's ``compute_loss``."""
         return self.predict(self.run_backbone(locals()), labels)
@@ -274,7 +289,7 @@ class Data2VecTextForMaskedLM(_TextHeadModel):
         input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         encoder_hidden_states=None, encoder_attention_mask=None,
         labels=None,
-        output_attentions=False, output_hidden_states=False,
+        output_attentions=False, output_hidden_states=False, drop_padding=False,
     ) -> PredictionOutput:
         """labels: (batch, length) token ids, -100 where no prediction is scored."""
         return self.predict(self.run_backbone(locals()), labels)
@@ -300,7 +315,7 @@ class Data2VecTextForCausalLM(_TextHeadModel):
         input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         encoder_hidden_states=None, encoder_attention_mask=None,
         labels=None, past_key_values=None, use_cache=None,
-        output_attentions=False, output_hidden_states=False,
+        output_attentions=False, output_hidden_states=False, drop_padding=False,
     ) -> CausalLMOutput:
         """labels: (batch, length) token ids; position t is scored on predicting token t+1, -100 ignored."""
         if labels is not None:
@@ -367,7 +382,7 @@ class Data2VecTextForMultipleChoice(_TextHeadModel):
         input_ids=None, token_type_ids=None, attention_mask=None,
         labels=None,
         position_ids=None, inputs_embeds=None,
-        output_attentions=False, output_hidden_states=False,
+        output_attentions=False, output_hidden_states=False, drop_padding=False,
     ) -> PredictionOutput:
         """Inputs are (batch, num_choices, length); labels (batch,) the index of the right choice."""
         reference = input_ids if input_ids is not None else inputs_embeds
@@ -383,6 +398,7 @@ class Data2VecTextForMultipleChoice(_TextHeadModel):
             *(flat(tensor) for tensor in sequences),
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            drop_padding=drop_padding,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)  # (batch, num_choices)
         loss = F.cross_entropy(logits, labels.to(logits.device)) if labels is not None else None
@@ -420,7 +436,7 @@ class Data2VecTextForQuestionAnswering(_TextHeadModel):
         self,
         input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
         start_positions=None, end_positions=None,
-        output_attentions=False, output_hidden_states=False,
+        output_attentions=False, output_hidden_states=False, drop_padding=False,
     ) -> QuestionAnsweringOutput:
         """start_positions / end_positions: (batch,) token indices of the answer span."""
         outputs = self.run_backbone(locals())

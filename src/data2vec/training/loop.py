@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import inspect
 import json
 import logging
 import math
@@ -78,6 +79,13 @@ SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
 # rank 0 evaluates while the other ranks wait in a collective: longer than the default timeouts
 PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=2)
+
+
+def padding_free(model: nn.Module) -> dict[str, bool]:
+    """``{"drop_padding": True}`` for a model whose forward takes it (this library's text and audio
+    models: the blocks then skip the padding of a batch), else nothing."""
+    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper
+    return {"drop_padding": True} if "drop_padding" in inspect.signature(model.forward).parameters else {}
 
 
 @dataclass
@@ -371,6 +379,7 @@ class Trainer:
             )  # broadcasts rank 0's weights
         else:
             self.trained = self.model
+        self._model_options = padding_free(self.model)  # text and audio batches skip their padding
 
         groups = layer_parameter_groups(
             self.model, settings.weight_decay, settings.learning_rate,
@@ -535,7 +544,7 @@ class Trainer:
             with gradient_sync:
                 autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
                 with autocast:
-                    loss = _output_loss(self.trained(**batch)).float()
+                    loss = _output_loss(self.trained(**batch, **self._model_options)).float()
                 (loss * (count * world_size / step_examples)).backward()
             loss_sum += loss.detach().double() * count
         totals = torch.stack([loss_sum, loss_sum.new_tensor(float(stop_requested))])
@@ -732,5 +741,5 @@ class Trainer:
 
 __all__ = [
     "TrainSettings", "Trainer", "find_checkpoint", "layer_parameter_groups", "lr_factor", "warmup_steps_for",
-    "epoch_order", "default_save",
+    "epoch_order", "default_save", "padding_free",
 ]

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from . import metrics
+from .loop import padding_free
 
 
 @dataclasses.dataclass
@@ -205,7 +206,7 @@ def batch_outputs(
             for chunk in in_batches(examples, batch_size):
                 collated = collate(chunk)
                 inputs = collated[0] if isinstance(collated, tuple) else collated
-                yield chunk, collated, model(**to_device(inputs, device))
+                yield chunk, collated, model(**to_device(inputs, device), **padding_free(model))
     finally:
         restore()
 
