@@ -151,7 +151,9 @@ class Encoder(nn.Module):
         options = {"output_attentions": output_attentions}
         if encoder_hidden_states is not None or past_key_values is not None or use_cache:
             options.update(encoder_hidden_states=encoder_hidden_states, encoder_attention_bias=encoder_attention_bias)
+        result = None
         for index, block in enumerate(self.layers[:last_needed]):
+            result = None  # the previous block's outputs (its feed-forward output) are not kept alive
             bias = attention_bias(index) if callable(attention_bias) else attention_bias
             if bias is not None and positions is not None:
                 bias = gather_positions(bias, positions)

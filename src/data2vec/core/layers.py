@@ -156,6 +156,7 @@ class PostNormBlock(nn.Module):
             hidden_states, attention_bias, past_key_value=past_self, use_cache=use_cache, output_attentions=output_attentions
         )
         hidden_states = self.attention_norm(hidden_states + self.dropout(attended))
+        del attended  # not kept alive through the feed-forward (the peak of memory)
         cross_probabilities = present_cross = None
         if encoder_hidden_states is not None or past_cross is not None:
             if self.cross_attention is None:
@@ -168,6 +169,7 @@ class PostNormBlock(nn.Module):
                 past_key_value=past_cross, use_cache=use_cache, output_attentions=output_attentions,
             )
             hidden_states = self.cross_attention_norm(hidden_states + self.dropout(crossed))
+            del crossed
         feed_forward = self.mlp(hidden_states)
         hidden_states = self.mlp_norm(hidden_states + self.dropout(feed_forward))
         present = None
@@ -234,6 +236,7 @@ class PreNormBlock(nn.Module):
             self.attention_norm(hidden_states), attention_bias, output_attentions=output_attentions
         )
         hidden_states = hidden_states + self._branch(attended, self.attention_scale)
+        del attended  # not kept alive through the feed-forward (the peak of memory)
         feed_forward = self.mlp(self.mlp_norm(hidden_states))
         hidden_states = hidden_states + self._branch(feed_forward, self.mlp_scale)
         return BlockOutput(hidden_states, probabilities, feed_forward_output=feed_forward)
