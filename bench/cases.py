@@ -258,5 +258,8 @@ CASES = [
 ]
 # the padded forwards again, ours with the padding dropped (the option of data2vec's forward)
 CASES[1:1] = [dataclasses.replace(CASES[0], name="text-forward:drop-padding", ours_options={"drop_padding": True})]
-CASES[4:4] = [dataclasses.replace(CASES[3], name="audio-forward:drop-padding", ours_options={"drop_padding": True})]
+CASES[3:3] = [
+    dataclasses.replace(CASES[2], name="masked-lm-step:labels-only", ours_options={"logits_at_labels_only": True})
+]
+CASES[5:5] = [dataclasses.replace(CASES[4], name="audio-forward:drop-padding", ours_options={"drop_padding": True})]
 BY_NAME = {case.name: case for case in CASES}

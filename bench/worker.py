@@ -89,7 +89,7 @@ class Arm:
         self.model.eval()
         with exact_float32():
             if self.case.training:
-                loss = self.model(**self.batch).loss
+                loss = self.model(**self.batch, **self.options).loss
                 loss.backward()
                 grads = [p.grad for p in self.model.parameters() if p.grad is not None]
                 squares = torch.stack([g.double().square().sum() for g in grads])

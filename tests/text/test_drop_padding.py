@@ -124,3 +124,23 @@ def test_block_diagonal_attention_equals_the_masked_dense_attention():
         torch.testing.assert_close(packed, dense, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match=r"packed sequences of lengths \[3, 1, 5\] need queries"):
         BlockDiagonal(lengths).attend(query[:, :, :4], key, value, dropout=0.0)
+
+
+def test_masked_lm_logits_at_labels_only_give_the_same_loss_and_gradients():
+    model = model_of(data2vec.Data2VecTextForMaskedLM)
+    model.train()
+    input_ids, mask = padded_batch([9, 6, 8], 9, seed=3)
+    labels = torch.full_like(input_ids, -100)
+    labels[0, [1, 4]], labels[1, 2], labels[2, [0, 5, 7]] = input_ids[0, [1, 4]], input_ids[1, 2], input_ids[2, [0, 5, 7]]
+    results = []
+    for only in (False, True):
+        model.zero_grad()
+        torch.manual_seed(0)
+        output = model(input_ids, mask, labels=labels, logits_at_labels_only=only, drop_padding=only)
+        output.loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((output, grads))
+    (full, full_grads), (sparse, sparse_grads) = results
+    torch.testing.assert_close(sparse.loss, full.loss, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sparse_grads, full_grads, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(sparse.logits, full.logits[labels != -100], atol=1e-5, rtol=0)  # the scored rows

@@ -259,7 +259,7 @@ class Data2VecAudioModel(Backbone):
         self, input_values: torch.Tensor, frame_mask: torch.Tensor | None, mask_time_indices: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden states (batch, frames, hidden), extract_features (batch, frames, channels))."""
-        features = self.feature_encoder(input_values).transpose(1, 2)  # (batch, frames, channels)
+        features = self.feature_encoder(input_values)  # (batch, frames, channels)
         hidden_states, extract_features = self.feature_projection(features)  # (batch, frames, hidden)
         hidden_states = self._apply_spec_augment(hidden_states, mask_time_indices, frame_mask)
         if frame_mask is not None:

@@ -84,8 +84,13 @@ PROCESS_GROUP_TIMEOUT = datetime.timedelta(hours=2)
 def padding_free(model: nn.Module) -> dict[str, bool]:
     """``{"drop_padding": True}`` for a model whose forward takes it (this library's text and audio
     models: the blocks then skip the padding of a batch), else nothing."""
-    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper
-    return {"drop_padding": True} if "drop_padding" in inspect.signature(model.forward).parameters else {}
+    return _accepted(model, drop_padding=True)
+
+
+def _accepted(model: nn.Module, **options: Any) -> dict[str, Any]:
+    """The keyword ``options`` that the model's forward takes."""
+    parameters = inspect.signature(getattr(model, "module", model).forward).parameters  # through DDP
+    return {name: value for name, value in options.items() if name in parameters}
 
 
 @dataclass
@@ -379,7 +384,8 @@ class Trainer:
             )  # broadcasts rank 0's weights
         else:
             self.trained = self.model
-        self._model_options = padding_free(self.model)  # text and audio batches skip their padding
+        # text and audio batches skip their padding; a masked LM projects only the scored positions
+        self._model_options = {**padding_free(self.model), **_accepted(self.model, logits_at_labels_only=True)}
 
         groups = layer_parameter_groups(
             self.model, settings.weight_decay, settings.learning_rate,
