@@ -113,6 +113,31 @@ def _export_backbone(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import OnnxCheckError, export_onnx
+
+    try:
+        result = export_onnx(
+            args.model, args.output, task=args.task, opset=args.opset, check=not args.no_check, atol=args.atol
+        )
+    except ImportError as error:  # the onnx extra is not installed
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OnnxCheckError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(result.describe())
+    if not result.passed:
+        worst = max(result.max_abs_difference.values())
+        print(
+            f"error: onnxruntime's outputs differ from PyTorch's by {worst:.2g} > --atol {args.atol:g}; "
+            f"the file is written, but check it before use",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from .training.run import known_options, load_options, run_finetune
 
@@ -335,6 +360,28 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     export.add_argument("directory", help="output folder")
     export.add_argument("--teacher", action="store_true", help="export the EMA teacher instead of the student")
     export.set_defaults(handler=_export_backbone)
+
+    export_model = commands.add_parser(
+        "export", help="export a model folder for inference elsewhere (ONNX), checked against PyTorch",
+        description="Export a model folder to ONNX with dynamic batch and length axes, then run the file in "
+        "onnxruntime on a batch of another size and length (one row padded) and print the largest difference "
+        "from PyTorch per output. Needs the onnx extra: pip install 'data2vec[onnx]'.",
+    )
+    export_model.add_argument("--format", choices=["onnx"], default="onnx", help="the file format (default onnx)")
+    export_model.add_argument("--model", required=True, help="checkpoint folder (Hugging Face layout) or Hub id")
+    export_model.add_argument("--output", required=True, help="the .onnx file to write")
+    export_model.add_argument(
+        "--task", default=None,
+        help="the head to export, by inference command name (e.g. text-classification, speech-recognition), or "
+        "feature-extraction for the backbone, multiple-choice (default: the class the folder was saved from)",
+    )
+    export_model.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: the exporter's)")
+    export_model.add_argument(
+        "--atol", type=float, default=1e-4,
+        help="largest accepted difference between onnxruntime and PyTorch (default 1e-4); beyond it, exit status 1",
+    )
+    export_model.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
+    export_model.set_defaults(handler=_export)
 
     finetune = commands.add_parser(
         "finetune", help="fine-tune a checkpoint on a task (every head of the three families)",

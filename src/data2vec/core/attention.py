@@ -130,10 +130,16 @@ class Attention(nn.Module):
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (batch, heads, length, head_dim)
 
     def _project_self(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        bias = self.qkv.bias
+        query_value_bias = None
         if hasattr(self, "query_bias"):
-            bias = torch.cat([self.query_bias, torch.zeros_like(self.query_bias), self.value_bias])
-        qkv = F.linear(hidden_states, self.qkv.weight, bias)  # (batch, length, 3 * hidden)
+            query_value_bias = torch.cat([self.query_bias, torch.zeros_like(self.query_bias), self.value_bias])
+        if isinstance(self.qkv, nn.Linear):
+            bias = self.qkv.bias if query_value_bias is None else query_value_bias
+            qkv = F.linear(hidden_states, self.qkv.weight, bias)  # (batch, length, 3 * hidden)
+        else:  # a replaced projection, e.g. a dynamically quantised one: called as a module
+            qkv = self.qkv(hidden_states)
+            if query_value_bias is not None:
+                qkv = qkv + query_value_bias.to(qkv.dtype)
         return tuple(self._split_heads(part) for part in qkv.chunk(3, dim=-1))  # type: ignore[return-value]
 
     def forward(
