@@ -127,6 +127,7 @@ class UperNetHead(nn.Module):
         for index in range(len(levels) - 1, 0, -1):  # top-down: coarse into fine
             levels[index - 1] = levels[index - 1] + _resize(levels[index], levels[index - 1].shape[2:])
         outputs = [conv(level) for conv, level in zip(self.output_convs, levels)] + [levels[-1]]
+        del levels  # the lateral maps are not kept alive through the fusion (the peak of memory)
         finest = outputs[0].shape[2:]
         fused = torch.cat([outputs[0]] + [_resize(out, finest) for out in outputs[1:]], dim=1)
         return self.classifier(self.fuse_bottleneck(fused))
@@ -250,8 +251,11 @@ class Data2VecVisionForSemanticSegmentation(HeadModel):
         feature_maps = [
             state[:, 1:].transpose(1, 2).reshape(state.shape[0], -1, rows, cols) for state in outputs.intermediates
         ]  # 4 x (batch, hidden, rows, cols), CLS dropped
+        hidden_states, attentions = outputs.hidden_states, outputs.attentions
+        del embedded, outputs  # the encoder's outputs are not kept alive through the heads (the peak of memory)
         pyramid = self.feature_pyramid(feature_maps)
+        del feature_maps
         logits = self.decode_head(pyramid)  # (batch, num_labels, 4 * rows, 4 * cols)
         auxiliary_logits = self.auxiliary_head(pyramid) if self.auxiliary_head is not None else None
         loss = self.compute_loss(logits, auxiliary_logits, labels) if labels is not None else None
-        return PredictionOutput(loss, logits, outputs.hidden_states, outputs.attentions)
+        return PredictionOutput(loss, logits, hidden_states, attentions)
