@@ -41,7 +41,11 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
     if samples.shape[0] == 0:
         raise ValueError(f"audio file {str(file)!r} contains no samples")
 
-    waveform = samples.mean(axis=1, dtype=np.float32)  # (frames,)
-    if file_rate != sampling_rate:
-        waveform = soxr.resample(waveform, file_rate, sampling_rate, quality=RESAMPLING_QUALITY)
+    return resample(samples.mean(axis=1, dtype=np.float32), file_rate, sampling_rate)  # (frames,)
+
+
+def resample(waveform: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """A 1-D waveform at ``from_rate`` Hz as contiguous float32 at ``to_rate`` Hz (soxr, high quality)."""
+    if from_rate != to_rate and len(waveform):
+        waveform = soxr.resample(waveform, from_rate, to_rate, quality=RESAMPLING_QUALITY)
     return np.ascontiguousarray(waveform, dtype=np.float32)

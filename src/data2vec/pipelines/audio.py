@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soxr
 import torch
 import torch.nn.functional as F
 
 from ..audio.feature_encoder import feature_encoder_output_length, minimum_input_length
-from ..audio.io import RESAMPLING_QUALITY, load_audio
+from ..audio.io import load_audio, resample
 from .base import (
     AUDIO_SUFFIXES,
     FUNCTION_TO_APPLY,
@@ -534,9 +533,7 @@ def _waveform_of_dict(item: dict, rate: int) -> np.ndarray:
     if isinstance(source_rate, bool) or not isinstance(source_rate, (int, np.integer)) or source_rate <= 0:
         raise ValueError(f"the audio dict's sampling_rate must be a positive integer (Hz), got {source_rate!r}")
     waveform = _as_waveform(item[key], f"the audio dict's {key!r}")
-    if int(source_rate) != rate and len(waveform):
-        waveform = soxr.resample(waveform, int(source_rate), rate, quality=RESAMPLING_QUALITY).astype(np.float32)
-    return waveform
+    return resample(waveform, int(source_rate), rate)
 
 
 def _plain(value: Any) -> Any:
