@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,22 @@ def _encode_texts(tokenizer: Any, examples: Sequence[dict], max_length: int) -> 
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
+def _labeled_texts(
+    tokenizer: Any, model: nn.Module, options: dict[str, Any], labels: Callable[[Sequence[dict]], torch.Tensor]
+) -> tuple[Callable[[list[dict]], dict[str, torch.Tensor]], int]:
+    """The collate function of one label per text (pair): the texts' ``input_ids`` and
+    ``attention_mask`` cut to the model's length, and ``labels(examples)``; and the evaluation
+    batch size."""
+    max_length = max_length_of(options, tokenizer, model)
+
+    def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
+        batch = _encode_texts(tokenizer, examples, max_length)
+        batch["labels"] = labels(examples)
+        return batch
+
+    return collate, eval_batch_size(options, DEFAULTS["eval_batch_size"])
+
+
 def _class_ids(examples: Sequence[dict], label2id: dict[str, int], key: str = "label") -> list[int]:
     """The class ids of the examples' labels; a label the model does not know is a DataError."""
     ids = []
@@ -197,13 +213,9 @@ class TextClassification(Task):
         _need_two_labels(labels, train_examples, "example")
         model = load_model(self, model_source, labels, problem_type="single_label_classification")
         label2id = dict(model.config.label2id)
-        max_length = max_length_of(options, tokenizer, model)
-        batch_size = eval_batch_size(options, DEFAULTS["eval_batch_size"])
-
-        def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
-            batch = _encode_texts(tokenizer, examples, max_length)
-            batch["labels"] = torch.tensor(_class_ids(examples, label2id), dtype=torch.long)
-            return batch
+        collate, batch_size = _labeled_texts(
+            tokenizer, model, options, lambda examples: torch.tensor(_class_ids(examples, label2id), dtype=torch.long)
+        )
 
         def evaluate(model: nn.Module, examples: list[dict]) -> dict[str, float]:
             predictions, truth, loss_sum = [], [], 0.0
@@ -246,13 +258,10 @@ class TextRegression(Task):
             )
         model = self.model_class().from_pretrained(model_source, **overrides)
         model.train()
-        max_length = max_length_of(options, tokenizer, model)
-        batch_size = eval_batch_size(options, DEFAULTS["eval_batch_size"])
-
-        def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
-            batch = _encode_texts(tokenizer, examples, max_length)
-            batch["labels"] = torch.tensor([example["label"] for example in examples], dtype=torch.float32)
-            return batch
+        collate, batch_size = _labeled_texts(
+            tokenizer, model, options,
+            lambda examples: torch.tensor([example["label"] for example in examples], dtype=torch.float32),
+        )  # fmt: skip
 
         def evaluate(model: nn.Module, examples: list[dict]) -> dict[str, float]:
             predictions, targets = [], []
