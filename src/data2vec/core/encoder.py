@@ -133,10 +133,14 @@ class Encoder(nn.Module):
         in the (batch, length) layout with zeros at the padded positions. The real positions get
         what the padded batch gives them, without the work on padding."""
         if drop_padding is not None:
+            if positions is not None or output_attentions or encoder_hidden_states is not None or past_key_values or use_cache:
+                raise ValueError(
+                    "drop_padding runs self attention on the real tokens only: it does not combine with positions, "
+                    "output_attentions, cross attention or a key/value cache"
+                )
             return self._without_padding(
                 hidden_states, drop_padding.bool(), causal, indices=indices, kind=kind, stop_early=stop_early,
-                output_hidden_states=output_hidden_states, other_options=(positions, output_attentions,
-                encoder_hidden_states, past_key_values, use_cache),
+                output_hidden_states=output_hidden_states,
             )  # fmt: skip
         num_layers = len(self.layers)
         wanted = resolve_indices(indices, num_layers, kind)
@@ -186,15 +190,7 @@ class Encoder(nn.Module):
             ran_all_blocks=last_needed == num_layers,
         )
 
-    def _without_padding(
-        self, hidden_states: torch.Tensor, real: torch.Tensor, causal: bool, *, other_options: tuple, **options
-    ) -> EncoderResult:
-        positions, output_attentions, encoder_hidden_states, past_key_values, use_cache = other_options
-        if positions is not None or output_attentions or encoder_hidden_states is not None or past_key_values or use_cache:
-            raise ValueError(
-                "drop_padding runs self attention on the real tokens only: it does not combine with positions, "
-                "output_attentions, cross attention or a key/value cache"
-            )
+    def _without_padding(self, hidden_states: torch.Tensor, real: torch.Tensor, causal: bool, **options) -> EncoderResult:
         if tuple(real.shape) != tuple(hidden_states.shape[:2]):
             raise ValueError(f"drop_padding must be (batch, length) {tuple(hidden_states.shape[:2])}, got {tuple(real.shape)}")
         packed = self.forward(hidden_states[real][None], BlockDiagonal.from_padding_mask(real, causal), **options)

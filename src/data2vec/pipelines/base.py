@@ -95,6 +95,9 @@ def choose_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch
 # ---------------------------------------------------------------------- options
 
 
+_CALL_DEFAULT = object()  # an Option's flag defaults to the call's default
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """A call option of a pipeline (keyword ``name``), also a flag of its command
@@ -108,11 +111,11 @@ class Option:
     cli_only: bool = False
     choices: tuple[Any, ...] | None = None
     command: bool = True
-    cli_default: Any = "<the call's default>"  # the flag's default where it differs from the call's
+    cli_default: Any = dataclasses.field(default=_CALL_DEFAULT, repr=False)  # the flag's, where it differs
 
     @property
     def flag_default(self) -> Any:
-        return self.default if self.cli_default == Option.cli_default else self.cli_default
+        return self.default if self.cli_default is _CALL_DEFAULT else self.cli_default
 
     @property
     def flag(self) -> str:
