@@ -367,38 +367,41 @@ def looks_like_text_file(argument: str) -> bool:
     return Path(argument).suffix.lower() in TEXT_FILE_SUFFIXES and not any(c.isspace() for c in argument)
 
 
-def texts_of_file(path: Path, column: str) -> list[tuple[str, str]]:
-    """(``file:line``, text) for each text of a file: a line of a .txt file (blank lines
-    skipped), or ``column`` of each row of a .csv, .tsv, .jsonl or .json file."""
+def texts_of_file(
+    path: Path, column: str, read_table: Callable[[Path], list[tuple[str, Any]]] | None = None
+) -> list[tuple[str, Any]]:
+    """(``file:line``, input) for each input of a file: a line of a .txt file (blank lines
+    skipped); of a .csv, .tsv, .jsonl or .json file, what ``read_table(path)`` reads (by default
+    ``column`` of each row)."""
     from ..training.data import read_records, read_text
 
     if path.suffix.lower() == ".txt":
         lines = read_text(path).splitlines()
         return [(f"{path}:{number}", line) for number, line in enumerate(lines, 1) if line.strip()]
+    if read_table is not None:
+        return read_table(path)
     return [(f"{path}:{row['_row']}", str(row[column])) for row in read_records(path, [column])]
 
 
-def expand_texts(arguments: Iterable[str], column: str = "text") -> list[tuple[str, str]]:
-    """(name, text) pairs: an argument naming a .txt/.csv/.tsv/.jsonl/.json file, a folder (its
-    .txt files) or a glob gives the texts in it, ``-`` the lines of standard input, and any
-    other argument is a text itself. A file name that does not exist is a FileNotFoundError."""
+def expand_texts(
+    arguments: Iterable[str], column: str = "text", read_table: Callable[[Path], list[tuple[str, Any]]] | None = None
+) -> list[tuple[str, Any]]:
+    """(name, input) pairs: an argument naming a .txt/.csv/.tsv/.jsonl/.json file, a folder (its
+    .txt files) or a glob gives the inputs in it (see ``texts_of_file``), ``-`` the lines of
+    standard input, and any other argument is a text itself. A file name that does not exist is a
+    FileNotFoundError."""
     import sys
 
-    texts: list[tuple[str, str]] = []
+    texts: list[tuple[str, Any]] = []
     for argument in arguments:
         if argument == "-":
             texts.extend((f"stdin:{n}", line.rstrip("\n")) for n, line in enumerate(sys.stdin, 1) if line.strip())
-        elif _has_glob(argument) and looks_like_text_file(argument):
-            for path in expand_files([argument], TEXT_FILE_SUFFIXES, "text"):
-                texts.extend(texts_of_file(path, column))
         elif Path(argument).is_dir():
             for path in expand_files([argument], {".txt"}, "text"):
-                texts.extend(texts_of_file(path, column))
-        elif looks_like_text_file(argument):
-            path = Path(argument)
-            if not path.is_file():
-                raise FileNotFoundError(f"text file {argument!r} does not exist")
-            texts.extend(texts_of_file(path, column))
+                texts.extend(texts_of_file(path, column, read_table))
+        elif looks_like_text_file(argument):  # a file, or a glob of files
+            for path in expand_files([argument], TEXT_FILE_SUFFIXES, "text"):
+                texts.extend(texts_of_file(path, column, read_table))
         else:
             texts.append((argument, argument))
     return texts

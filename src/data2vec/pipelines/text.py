@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +29,16 @@ import torch
 from ..training.tasks_text import MAX_QUESTION_TOKENS, best_spans, context_windows, max_length_of
 from .base import (
     FUNCTION_TO_APPLY,
-    TEXT_FILE_SUFFIXES,
     Option,
     Pipeline,
     check_score_function,
     check_top_k,
     class_scores,
     default_score_function,
-    expand_files,
     expand_texts,
     looks_like_text_file,
     pad,
     positive_int,
-    texts_of_file,
 )
 
 TEXT_COLUMN = Option("text_column", "text", "the column of the texts in CSV/TSV/JSONL inputs", cli_only=True)
@@ -64,22 +61,6 @@ def _text(value: Any, what: str = "a text") -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected {what} (a str), got {type(value).__name__}: {value!r:.60}")
     return value
-
-
-def _read_arguments(
-    arguments: Sequence[str], column: str, read_file: Callable[[Path], list[tuple[str, Any]]]
-) -> list[tuple[str, Any]]:
-    """(name, input) pairs of the command's arguments: each .csv/.tsv/.jsonl/.json file (named or
-    matched by a glob) through ``read_file(path)``; .txt files, folders, ``-`` and texts as the
-    base reads texts (``column``: the text column)."""
-    named: list[tuple[str, Any]] = []
-    for argument in arguments:
-        if looks_like_text_file(argument) and not Path(argument).is_dir():
-            for path in expand_files([argument], TEXT_FILE_SUFFIXES, "text"):
-                named.extend(texts_of_file(path, column) if path.suffix.lower() == ".txt" else read_file(path))
-        else:
-            named.extend(expand_texts([argument], column))
-    return named
 
 
 # ---------------------------------------------------------------------- shared by the text tasks
@@ -265,7 +246,7 @@ class TextClassificationPipeline(TextPipeline):
                 for row in rows
             ]
 
-        return _read_arguments(arguments, text_column, read_file)
+        return expand_texts(arguments, text_column, read_file)
 
     def describe(self, name: str, result: Any) -> str:
         labels = [result] if isinstance(result, dict) else result
@@ -581,7 +562,7 @@ class QuestionAnsweringPipeline(TextPipeline):
                 for row in rows
             ]
 
-        named = _read_arguments(arguments, "question", read_file)
+        named = expand_texts(arguments, "question", read_file)
         questions = [question for _, question in named if isinstance(question, str)]
         if questions and options.get("context") is None:
             raise ValueError(
