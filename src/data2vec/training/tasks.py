@@ -201,12 +201,13 @@ def batch_outputs(
     model = getattr(model, "module", model)  # a DistributedDataParallel wrapper
     restore = evaluation_mode(model)
     device = model_device(model)
+    options = padding_free(model)
     try:
         with torch.no_grad():
             for chunk in in_batches(examples, batch_size):
                 collated = collate(chunk)
                 inputs = collated[0] if isinstance(collated, tuple) else collated
-                yield chunk, collated, model(**to_device(inputs, device), **padding_free(model))
+                yield chunk, collated, model(**to_device(inputs, device), **options)
     finally:
         restore()
 
