@@ -33,6 +33,8 @@ def _demo_choice(value: str) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.versions and args.modality == "fill-mask":
+        raise ValueError("--versions compares the pretraining versions on the vision, audio or text demo, not fill-mask")
     if args.modality == "fill-mask":
         from .demos.fill_mask import run
 
@@ -40,6 +42,14 @@ def _demo(args: argparse.Namespace) -> int:
         return 0 if summary["reload_identical"] else 1
     from importlib import import_module
 
+    if args.versions:
+        from .demos.versions import run as compare_versions
+
+        compare_versions(
+            args.modality, args.out, steps=args.steps, steps2=args.steps2, pretrain_seeds=args.pretrain_seeds,
+            finetune_seeds=args.finetune_seeds, workers=args.workers,
+        )  # fmt: skip
+        return 0
     run = import_module(f".demos.{args.modality}", __package__).run
     run(
         out_dir=args.out or f"runs/{args.modality}-demo",
@@ -308,6 +318,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         help="processes the runs are spread over (default: one per CPU core, at most 8; 1: one after the other)",
     )
     demo.add_argument("--seed", type=int, default=0, help="fill-mask: the seed")
+    demo.add_argument(
+        "--versions", action="store_true",
+        help="compare data2vec 2.0 with 1.0 on the demo's task instead: fine-tuned accuracy against pretraining time "
+        "(output folder runs/<demo>-versions; --steps: 1.0's updates, --steps2: 2.0's)",
+    )
+    demo.add_argument("--steps2", type=int, default=None, help="--versions: data2vec 2.0's updates (default: the demo's)")
     demo.set_defaults(handler=_demo)
 
     pretrain = commands.add_parser(

@@ -1,4 +1,4 @@
-"""The recipes: they load and validate, the Base ones carry the published data2vec 1.0
+"""The recipes: they load and validate, the Base ones carry the published data2vec 1.0 and 2.0
 numbers (written here from PRETRAINING-FACTS.md), the tiny ones build small models."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import yaml
 
 from data2vec.pretraining.ema import EMATeacher
 from data2vec.pretraining.modalities import adapter_for
@@ -154,3 +155,153 @@ def test_bad_recipes_are_rejected_with_the_reason():
     recipe = Recipe.from_dict({**values, "model": {**values["model"], "use_mask_token": False}})
     with pytest.raises(RecipeError, match="use_mask_token"):
         adapter_for(recipe).model_config()
+
+
+# ---------------------------------------------------------------------------- data2vec 2.0 recipes
+RECIPE2_NAMES = {"audio": "speech", "vision": "vision", "text": "text"}  # recipes/pretrain2-<name>-<size>.yaml
+
+
+def base2(modality: str) -> Recipe:
+    return Recipe.load(RECIPES_FOLDER / f"pretrain2-{RECIPE2_NAMES[modality]}-base.yaml")
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+@pytest.mark.parametrize("size", ["base", "tiny"])
+def test_version_2_recipes_load_and_validate(modality, size):
+    name = f"pretrain2-{RECIPE2_NAMES[modality]}-{size}"
+    recipe = Recipe.load(RECIPES_FOLDER / f"{name}.yaml")
+    assert recipe.modality == modality and recipe.name == name and recipe.version == 2
+    assert type(recipe.masking).__name__ == "Masking2Settings" and type(recipe.decoder).__name__ == "DecoderSettings"
+    assert Recipe.from_dict(recipe.to_dict()) == recipe  # what checkpoints store reads back
+    assert resolve_recipe_path(name).name == f"{name}.yaml"
+    config = adapter_for(recipe).model_config()
+    assert config.hidden_size == recipe.model["hidden_size"]
+    if modality == "vision":
+        assert recipe.model["use_mask_token"] is False  # 2.0 drops the masked patches
+    assert recipe.decoder.dim % recipe.decoder.groups == 0 and recipe.decoder.kernel % 2 == 1
+
+
+# the published 2.0 Base settings (PRETRAINING-FACTS.md sections 1-5, fairseq config/v2/base_*_only_task.yaml)
+PUBLISHED2 = {
+    "audio": {
+        "masking": (8, 0.5, 5, 0.05, False),  # clones, mask_prob, mask_length, mask_prob_adjust, inverse
+        # dim, layers, kernel, groups, residual, projection layers, input dropout, mask noise std
+        "decoder": (384, 4, 7, 16, True, 1, 0.1, 0.01),
+        "ema": (0.999, 0.99999, 75000),
+        "targets": (8, "feed_forward", "instance", "none"),
+        "loss": (0.0, None, "sum"),  # L2 x 1/sqrt(768)
+        "optim": (7.5e-4, [0.9, 0.98], 1e-6, 0.01, True, "cosine", 8000, 400000, None),
+        "collapse": (0.1, 0.01),
+    },
+    "vision": {
+        "masking": (16, 0.8, 3, 0.07, True),
+        "decoder": (768, 6, 3, 16, True, 1, 0.0, 0.01),
+        "ema": (0.9998, 0.99999, 100000),
+        "targets": (10, "feed_forward", "instance", "layer"),
+        "loss": (0.0, None, "sum"),
+        "optim": (1e-3, [0.9, 0.95], 1e-8, 0.05, True, "cosine", 50040, 375300, 4.0),
+        "collapse": (0.0, 0.0),  # min_target_var 0, min_pred_var 0
+    },
+    "text": {
+        "masking": (8, 0.48, 1, 0.0, False),
+        "decoder": (768, 5, 9, 1, False, 2, 0.1, 0.01),
+        "ema": (0.9999, 0.99999, 100000),
+        "targets": (12, "feed_forward", "instance", "none"),
+        "loss": (0.0, 1.0, "sum"),
+        "optim": (2e-4, [0.9, 0.98], 1e-6, 0.01, True, "cosine", 4000, 1000000, 1.0),
+        "collapse": (0.1, 0.01),
+    },
+}
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_version_2_base_recipes_are_the_published_ones(modality):
+    recipe, facts = base2(modality), PUBLISHED2[modality]
+    masking, decoder, optim = recipe.masking, recipe.decoder, recipe.optim
+    masked = (masking.clones, masking.mask_prob, masking.mask_length, masking.mask_prob_adjust, masking.inverse)
+    assert masked == facts["masking"]
+    assert (
+        decoder.dim, decoder.layers, decoder.kernel, decoder.groups, decoder.residual, decoder.projection_layers,
+        decoder.input_dropout, decoder.mask_noise_std,
+    ) == facts["decoder"]
+    if decoder.projection_layers == 2:
+        assert decoder.projection_ratio == 2.0  # text: 768 -> 1536 -> GELU -> 768
+    assert (recipe.ema.start, recipe.ema.end, recipe.ema.anneal_steps) == facts["ema"]
+    targets = recipe.targets
+    assert (targets.top_k, targets.layer_output, targets.layer_norm, targets.post_norm) == facts["targets"]
+    assert (recipe.loss.beta, recipe.loss.scale, recipe.loss.reduction) == facts["loss"]
+    assert (
+        optim.lr, optim.betas, optim.eps, optim.weight_decay, optim.no_decay_1d, optim.schedule, optim.warmup_steps,
+        optim.total_steps, optim.clip_norm,
+    ) == facts["optim"]
+    assert (recipe.collapse.min_target_std, recipe.collapse.min_prediction_std) == facts["collapse"]
+    assert recipe.model["hidden_size"] == 768 and recipe.model["num_hidden_layers"] == 12
+    if modality == "vision":
+        # cls_loss 0.01 is scaled by one GPU's masked count and the sum divided by all 16 GPUs' count:
+        # per masked version that is 0.01 / 16
+        assert recipe.loss.cls_weight == pytest.approx(0.01 / 16)
+        assert recipe.data.batch_size == 16 * 16  # 16 GPUs x 16 images
+    else:
+        assert recipe.loss.cls_weight == 0.0
+    if modality == "audio":
+        model = recipe.model
+        dropouts = (model["hidden_dropout"], model["attention_dropout"], model["activation_dropout"])
+        assert dropouts == (0.1, 0.1, 0.0) and model["layerdrop"] == 0.05
+        assert (recipe.data.max_tokens, recipe.data.batch_size) == (1_000_000, None)  # 1M samples per GPU, 8 GPUs
+        assert (recipe.data.max_sample_size, recipe.data.min_sample_size) == (320000, 32000)
+    if modality == "text":
+        assert (recipe.model["hidden_dropout_prob"], recipe.model["attention_probs_dropout_prob"]) == (0.1, 0.1)
+        assert (recipe.data.batch_size, recipe.data.tokens_per_sample) == (64, 512)  # 16 GPUs x 4 blocks
+
+
+def test_version_2_vision_base_has_no_dropout():
+    # base_images_only_task.yaml: encoder_dropout, post_mlp_drop, attention_dropout, activation_dropout 0,
+    # start/end_drop_path_rate left at their default 0
+    model = base2("vision").model
+    assert (model["hidden_dropout_prob"], model["attention_probs_dropout_prob"], model["drop_path_rate"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_version_2_teachers_average_what_the_published_ones_do(modality):
+    """Speech: the teacher averages its blocks and positional convolution, the CNN front end is the
+    student's; images: everything averaged; text: the blocks averaged, the embeddings the student's."""
+    tiny = Recipe.load(RECIPES_FOLDER / f"pretrain2-{RECIPE2_NAMES[modality]}-tiny.yaml")
+    adapter = adapter_for(tiny)
+    if modality == "text":
+        tiny.model["vocab_size"] = tiny.data.vocab_size  # set from the tokenizer in a run
+    backbone = adapter.build_backbone(adapter.config_class(**tiny.model))
+    names = [name for name, _ in backbone.named_parameters()]
+    expected_copied = {
+        "audio": [n for n in names if n.split(".")[0] in ("feature_encoder", "feature_projection")],
+        "vision": [],
+        "text": [n for n in names if n.startswith("embeddings.")],
+    }[modality]
+    if modality == "audio":
+        assert any(n.startswith("positional_conv") for n in names)
+    for recipe in (base2(modality), tiny):
+        teacher = EMATeacher(backbone, copy_patterns=recipe.ema.copy_patterns)
+        assert teacher.copied_names == sorted(expected_copied)
+        assert teacher.averaged_names == sorted(set(names) - set(expected_copied))
+
+
+def test_version_2_sections_are_checked():
+    values = tiny_recipe_dict("vision")
+    version2 = yaml.safe_load((RECIPES_FOLDER / "pretrain2-vision-tiny.yaml").read_text())
+    with pytest.raises(RecipeError, match="decoder section belongs to version 2"):
+        Recipe.from_dict({**values, "decoder": version2["decoder"]})  # version 1 (the default)
+    with pytest.raises(RecipeError, match="decoder section belongs to version 2"):
+        Recipe.from_dict({**values, "version": 1, "decoder": version2["decoder"]})
+    with pytest.raises(RecipeError, match="needs a decoder section"):
+        Recipe.from_dict({key: value for key, value in version2.items() if key != "decoder"})
+    with pytest.raises(RecipeError, match="needs a decoder section"):
+        Recipe.from_dict({**version2, "decoder": {}})
+    with pytest.raises(RecipeError, match="version must be 1"):
+        Recipe.from_dict({**version2, "version": 3})
+    with pytest.raises(RecipeError, match="cls_weight"):
+        Recipe.from_dict({**values, "loss": {**values["loss"], "cls_weight": 0.01}})
+    # a version 2 recipe reads the 2.0 masking section: 1.0's keys are unknown there
+    with pytest.raises(RecipeError, match=r"unknown keys \['num_masking_patches'\]"):
+        Recipe.from_dict({**version2, "masking": {**version2["masking"], "num_masking_patches": 8}})
+    with pytest.raises(RecipeError, match="decoder.kernel must be odd"):
+        Recipe.from_dict({**version2, "decoder": {**version2["decoder"], "kernel": 4}})
+    assert Recipe.from_dict(version2).version == 2

@@ -61,6 +61,53 @@ def tiny_recipe_dict(modality: str, **sections) -> dict:
     return values
 
 
+# data2vec 2.0: the same small models; the 2.0 masking and a small decoder
+TINY2_CHANGES = {
+    "vision": {
+        "model": TINY_CHANGES["vision"]["model"],
+        "targets": {"top_k": 2},
+        "masking": {"mask_prob": 0.75, "mask_length": 2, "mask_prob_adjust": 0.07, "inverse": True, "clones": 3},
+        "decoder": {"dim": 16, "layers": 2, "kernel": 3, "groups": 4},
+        "data": {"batch_size": 8},
+    },
+    "text": {
+        "model": TINY_CHANGES["text"]["model"],
+        "targets": {"top_k": 2},
+        "masking": {"clones": 3},
+        "decoder": {"dim": 16, "layers": 2, "kernel": 5},
+        "data": TINY_CHANGES["text"]["data"],
+    },
+    "audio": {
+        "model": TINY_CHANGES["audio"]["model"],
+        "targets": {"top_k": 2},
+        "masking": {"mask_length": 3, "clones": 3},
+        "decoder": {"dim": 16, "layers": 2, "kernel": 3, "groups": 4},
+        "data": TINY_CHANGES["audio"]["data"],
+    },
+}
+RECIPE2_NAMES = {"vision": "vision", "text": "text", "audio": "speech"}  # recipes/pretrain2-<name>-tiny.yaml
+
+
+def tiny2_recipe_dict(modality: str, **sections) -> dict:
+    """The data2vec 2.0 laptop recipe of ``modality`` shrunk like ``tiny_recipe_dict``."""
+    values = yaml.safe_load((RECIPES_FOLDER / f"pretrain2-{RECIPE2_NAMES[modality]}-tiny.yaml").read_text())
+    for changes in (TINY2_CHANGES[modality], sections):
+        for section, update in changes.items():
+            if isinstance(update, dict):
+                values[section] = {**values.get(section, {}), **copy.deepcopy(update)}
+            else:
+                values[section] = update
+    if "log_every" not in sections:
+        values["log_every"] = 1
+    return values
+
+
+def tiny2_recipe(modality: str, **sections) -> Recipe:
+    recipe = Recipe.from_dict(tiny2_recipe_dict(modality, **sections), source=f"tiny 2.0 {modality} recipe")
+    recipe.name = f"tiny2-{modality}"
+    return recipe
+
+
 def tiny_recipe(modality: str, **sections) -> Recipe:
     recipe = Recipe.from_dict(tiny_recipe_dict(modality, **sections), source=f"tiny {modality} recipe")
     recipe.name = f"tiny-{modality}"

@@ -259,13 +259,30 @@ class Data2VecAudioModel(Backbone):
         self, input_values: torch.Tensor, frame_mask: torch.Tensor | None, mask_time_indices: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden states (batch, frames, hidden), extract_features (batch, frames, channels))."""
+        hidden_states, extract_features = self.local_features(input_values)
+        return self.contextualize_frames(hidden_states, frame_mask, mask_time_indices), extract_features
+
+    def local_features(self, input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms (batch, samples) -> conv features -> projection: (hidden (batch, frames, hidden),
+        extract_features (batch, frames, channels)). The first half of ``embed`` (fairseq's
+        ``local_features``); data2vec 2.0 pretraining runs it once per sample for all its masks."""
         features = self.feature_encoder(input_values)  # (batch, frames, channels)
-        hidden_states, extract_features = self.feature_projection(features)  # (batch, frames, hidden)
+        return self.feature_projection(features)  # (batch, frames, hidden) and (batch, frames, channels)
+
+    def contextualize_frames(
+        self,
+        hidden_states: torch.Tensor,
+        frame_mask: torch.Tensor | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The second half of ``embed``: masked frames (``mask_time_indices``, or SpecAugment's in
+        training) -> the mask embedding, padding (``frame_mask`` False) -> zeros, + positional conv,
+        LayerNorm, dropout. (batch, frames, hidden) -> (batch, frames, hidden)."""
         hidden_states = self._apply_spec_augment(hidden_states, mask_time_indices, frame_mask)
         if frame_mask is not None:
             hidden_states = hidden_states.masked_fill(~frame_mask[..., None], 0.0)
         hidden_states = hidden_states + self.positional_conv(hidden_states)
-        return self.dropout(self.encoder_norm(hidden_states)), extract_features
+        return self.dropout(self.encoder_norm(hidden_states))
 
     def _embed_each_utterance(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor, mask_time_indices: torch.Tensor | None

@@ -156,10 +156,12 @@ class Encoder(nn.Module):
         if encoder_hidden_states is not None or past_key_values is not None or use_cache:
             options.update(encoder_hidden_states=encoder_hidden_states, encoder_attention_bias=encoder_attention_bias)
         result = None
+        if positions is not None and isinstance(attention_bias, torch.Tensor):  # one bias for every block: gathered once
+            attention_bias = gather_positions(attention_bias, positions)
         for index, block in enumerate(self.layers[:last_needed]):
             result = None  # the previous block's outputs (its feed-forward output) are not kept alive
             bias = attention_bias(index) if callable(attention_bias) else attention_bias
-            if bias is not None and positions is not None:
+            if bias is not None and positions is not None and callable(attention_bias):
                 bias = gather_positions(bias, positions)
             if past_key_values is not None or use_cache:
                 options.update(past_key_value=past_key_values[index] if past_key_values else None, use_cache=use_cache)

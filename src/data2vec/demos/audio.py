@@ -36,7 +36,7 @@ from ..audio.features import normalize_utterance
 from ..audio.heads import Data2VecAudioForSequenceClassification
 from ..audio.io import load_audio
 from ..training.finetune import FinetuneSettings
-from .protocol import Classifier, Grid, Pretraining, Split, compare, demo_recipe
+from .protocol import Classifier, DemoTask, Grid, Split, demo_recipe
 
 RECIPE = "pretrain-audio-tiny.yaml"
 RATE = 16000
@@ -132,32 +132,31 @@ def make_data(folder: Path, seed: int = 0) -> dict:
     }
 
 
-def run(out_dir: str | Path = "runs/audio-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
-    out_dir = Path(out_dir)
-    started = time.time()
-    data = make_data(out_dir / "data")
+def task(out_dir: str | Path = "runs/audio-demo", pretrain_steps: int | None = None, recipe: str = RECIPE) -> DemoTask:
+    """The spoken-digits task: its data made in ``out_dir / 'data'``, the recipe and the classifier."""
+    began = time.time()
+    data = make_data(Path(out_dir) / "data")
     split = data["split"]
     print(
         f"espeak-ng speech: {SENTENCES} sentences for pretraining (no labels); spoken digits: {len(split['train'])} "
         f"labeled for fine-tuning, {len(split['validation'])} for validation, {len(split['test'])} by held-out voices "
-        f"for the test ({time.time() - started:.0f} s to make)"
+        f"for the test ({time.time() - began:.0f} s to make)"
     )
-    splits = {name: Split(data["clips"][index], data["labels"][index]) for name, index in split.items()}
-    recipe = demo_recipe(RECIPE, pretrain_steps or PRETRAIN_STEPS)
-    config = Data2VecAudioConfig(**recipe.model, num_labels=len(WORDS), id2label=dict(enumerate(WORDS)))
-    summary = compare(
-        pretrain=Pretraining(recipe, data["sentences"], out_dir),
-        build=Classifier(Data2VecAudioForSequenceClassification, config),
-        train=splits["train"],
-        validation=splits["validation"],
-        test=splits["test"],
+    pretraining = demo_recipe(recipe, pretrain_steps or PRETRAIN_STEPS)
+    config = Data2VecAudioConfig(**pretraining.model, num_labels=len(WORDS), id2label=dict(enumerate(WORDS)))
+    return DemoTask(
+        recipe=pretraining,
+        data=data["sentences"],
+        splits={name: Split(data["clips"][index], data["labels"][index]) for name, index in split.items()},
         grid=GRID,
         settings=FINETUNE,
+        classifier=Classifier(Data2VecAudioForSequenceClassification, config),
         input_name="input_values",
-        pretrain_seeds=pretrain_seeds,
-        finetune_seeds=finetune_seeds,
-        out_dir=out_dir,
-        started=started,
-        workers=workers,
     )
-    return summary
+
+
+def run(out_dir: str | Path = "runs/audio-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
+    started = time.time()
+    return task(out_dir, pretrain_steps).compare(
+        Path(out_dir), pretrain_seeds=pretrain_seeds, finetune_seeds=finetune_seeds, started=started, workers=workers
+    )

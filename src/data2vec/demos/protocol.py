@@ -64,6 +64,42 @@ class Grid:
 
 
 @dataclass
+class DemoTask:
+    """A demo's task, ready for :func:`compare` (or for another comparison of pretrainings, as
+    ``demos.versions``): its pretraining recipe and data, the labeled splits, the fine-tuning grid and
+    settings, and the classifier. ``recipe_data``: values of the recipe's ``data`` section that any
+    recipe pretrained on this data needs (text: the task's tokenizer folder)."""
+
+    recipe: Recipe
+    data: Any
+    splits: dict[str, Split]
+    grid: Grid
+    settings: FinetuneSettings
+    classifier: Classifier
+    input_name: str
+    augment: Callable | None = None
+    drop_prefixes: tuple[str, ...] = ()  # backbone weights the classifier does not use (a mask token)
+    recipe_data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def pretraining(self, out_dir: Path, recipe: Recipe | None = None) -> Pretraining:
+        return Pretraining(self.adapt(recipe or self.recipe), self.data, out_dir, drop_prefixes=self.drop_prefixes)
+
+    def adapt(self, recipe: Recipe) -> Recipe:
+        """``recipe`` with the task's ``recipe_data`` values."""
+        for key, value in self.recipe_data.items():
+            setattr(recipe.data, key, value)
+        return recipe
+
+    def compare(self, out_dir: Path, **options: Any) -> dict[str, Any]:
+        """:func:`compare` of this task's pretraining against scratch (``options``: its keywords)."""
+        return compare(
+            pretrain=self.pretraining(out_dir), build=self.classifier, train=self.splits["train"],
+            validation=self.splits["validation"], test=self.splits["test"], grid=self.grid, settings=self.settings,
+            input_name=self.input_name, augment=self.augment, out_dir=out_dir, **options,
+        )  # fmt: skip
+
+
+@dataclass
 class Pretrained:
     state: dict[str, torch.Tensor]  # backbone state dict
     seconds: float

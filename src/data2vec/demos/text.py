@@ -34,7 +34,7 @@ from ..text.model import Data2VecTextForSequenceClassification
 from ..text.tokenizer import Data2VecTextTokenizer
 from ..text.vocabulary import train_tokenizer
 from ..training.finetune import FinetuneSettings
-from .protocol import Classifier, Grid, Pretraining, Split, compare, demo_recipe
+from .protocol import Classifier, DemoTask, Grid, Split, demo_recipe
 
 RECIPE = "pretrain-text-tiny.yaml"
 TOPICS = {
@@ -133,9 +133,9 @@ def encode(tokenizer: Data2VecTextTokenizer, texts: list[str], labels: torch.Ten
     return Split({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, labels)
 
 
-def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
-    out_dir = Path(out_dir)
-    started = time.time()
+def task(out_dir: str | Path = "runs/text-demo", pretrain_steps: int | None = None, recipe: str = RECIPE) -> DemoTask:
+    """The docstring-topics task: the corpus, one vocabulary trained in ``out_dir / 'tokenizer'`` on
+    the unlabeled text (for every run), the recipe and the classifier."""
     corpus = topic_corpus()
     split = corpus["split"]
     print(
@@ -143,32 +143,34 @@ def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetun
         f"{len(split['train'])} labeled for fine-tuning and {len(split['validation'])} for validation among them, "
         f"{len(split['test'])} held out for the test"
     )
-    tokenizer_folder = out_dir / "tokenizer"  # one vocabulary for every run, trained on the unlabeled text
+    tokenizer_folder = Path(out_dir) / "tokenizer"
     train_tokenizer(corpus["unlabeled"], tokenizer_folder, vocab_size=VOCAB_SIZE)
     tokenizer = Data2VecTextTokenizer.from_pretrained(tokenizer_folder)
-    splits = {
-        name: encode(tokenizer, [corpus["texts"][i] for i in index], corpus["labels"][index]) for name, index in split.items()
-    }
-    recipe = demo_recipe(RECIPE, pretrain_steps or PRETRAIN_STEPS)
-    recipe.data.tokenizer = str(tokenizer_folder)
+    pretraining = demo_recipe(recipe, pretrain_steps or PRETRAIN_STEPS)
     config = Data2VecTextConfig(
-        **{**recipe.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+        **{**pretraining.model, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
         num_labels=len(TOPICS), id2label=dict(enumerate(TOPICS)),
-    )
-    summary = compare(
-        pretrain=Pretraining(recipe, corpus["unlabeled"], out_dir),
-        build=Classifier(Data2VecTextForSequenceClassification, config),
-        train=splits["train"],
-        validation=splits["validation"],
-        test=splits["test"],
+    )  # fmt: skip
+    demo = DemoTask(
+        recipe=pretraining,
+        data=corpus["unlabeled"],
+        splits={
+            name: encode(tokenizer, [corpus["texts"][i] for i in index], corpus["labels"][index])
+            for name, index in split.items()
+        },
         grid=GRID,
         settings=FINETUNE,
+        classifier=Classifier(Data2VecTextForSequenceClassification, config),
         input_name="input_ids",
-        pretrain_seeds=pretrain_seeds,
-        finetune_seeds=finetune_seeds,
-        out_dir=out_dir,
-        started=started,
-        workers=workers,
+        recipe_data={"tokenizer": str(tokenizer_folder)},
     )
-    return summary
+    demo.adapt(pretraining)
+    return demo
+
+
+def run(out_dir: str | Path = "runs/text-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
+    started = time.time()
+    return task(out_dir, pretrain_steps).compare(
+        Path(out_dir), pretrain_seeds=pretrain_seeds, finetune_seeds=finetune_seeds, started=started, workers=workers
+    )

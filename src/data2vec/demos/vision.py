@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..training.finetune import FinetuneSettings
 from ..vision.config import Data2VecVisionConfig
 from ..vision.heads import Data2VecVisionForImageClassification
-from .protocol import Classifier, Grid, Pretraining, Split, compare, demo_recipe
+from .protocol import Classifier, DemoTask, Grid, Split, demo_recipe
 
 RECIPE = "pretrain-vision-digits.yaml"
 PRETRAIN_STEPS = 1400
@@ -54,9 +54,9 @@ def shift_augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.roll(batch, shifts=shifts, dims=(2, 3))
 
 
-def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
-    out_dir = Path(out_dir)
-    started = time.time()
+def task(out_dir: str | Path | None = None, pretrain_steps: int | None = None, recipe: str = RECIPE) -> DemoTask:
+    """The digits task: splits, the recipe (``pretrain_steps`` updates) and the classifier (the data
+    ships with scikit-learn: nothing is written to ``out_dir``)."""
     data = digits_split(label_fraction=0.2)
     labeled = data["labeled"]
     half = len(labeled) // 2
@@ -65,27 +65,27 @@ def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finet
         f"Digits: {len(data['train'])} training images for pretraining (no labels); {half} of them labeled for "
         f"fine-tuning and {len(labeled) - half} for validation; {len(data['test'])} held-out test images; 32x32"
     )
-    recipe = demo_recipe(RECIPE, pretrain_steps or PRETRAIN_STEPS)
+    pretraining = demo_recipe(recipe, pretrain_steps or PRETRAIN_STEPS)
     # fine-tuning sees the images normalised exactly as pretraining does
-    mean = torch.tensor(recipe.data.image_mean).view(1, -1, 1, 1)
-    std = torch.tensor(recipe.data.image_std).view(1, -1, 1, 1)
+    mean = torch.tensor(pretraining.data.image_mean).view(1, -1, 1, 1)
+    std = torch.tensor(pretraining.data.image_std).view(1, -1, 1, 1)
     images = (data["images"] - mean) / std
-    splits = {name: Split(images[index], data["labels"][index]) for name, index in split.items()}
-    config = Data2VecVisionConfig(**{**recipe.model, "use_mask_token": False}, num_labels=10)
-    summary = compare(
-        pretrain=Pretraining(recipe, data["images"][data["train"]], out_dir, drop_prefixes=("embeddings.mask_token",)),
-        build=Classifier(Data2VecVisionForImageClassification, config),
-        train=splits["train"],
-        validation=splits["validation"],
-        test=splits["test"],
+    config = Data2VecVisionConfig(**{**pretraining.model, "use_mask_token": False}, num_labels=10)
+    return DemoTask(
+        recipe=pretraining,
+        data=data["images"][data["train"]],
+        splits={name: Split(images[index], data["labels"][index]) for name, index in split.items()},
         grid=GRID,
         settings=FINETUNE,
+        classifier=Classifier(Data2VecVisionForImageClassification, config),
         input_name="pixel_values",
-        pretrain_seeds=pretrain_seeds,
-        finetune_seeds=finetune_seeds,
         augment=shift_augment,
-        out_dir=out_dir,
-        started=started,
-        workers=workers,
+        drop_prefixes=("embeddings.mask_token",),
     )
-    return summary
+
+
+def run(out_dir: str | Path = "runs/vision-demo", pretrain_seeds: int = 3, finetune_seeds: int = 3, pretrain_steps: int | None = None, workers: int | None = None) -> dict:
+    started = time.time()
+    return task(out_dir, pretrain_steps).compare(
+        Path(out_dir), pretrain_seeds=pretrain_seeds, finetune_seeds=finetune_seeds, started=started, workers=workers
+    )

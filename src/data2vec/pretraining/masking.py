@@ -9,6 +9,15 @@
 - ``token_mask``: text. BERT-style replacement of chosen tokens (``mode="bert"``), or spans of
   ``mask_multiple_length`` tokens (``mode="span"``, the released fairseq data2vec text recipe).
 
+data2vec 2.0 (masks for the ``count`` clones of one item, the same number masked in every row):
+
+- ``random_mask``: text. Each row keeps exactly ``int(length * (1 - mask_prob))`` uniformly chosen
+  positions.
+- ``block_mask_1d``: audio. Blocks of ``mask_length`` frames around uniformly drawn centers, then
+  trimmed or filled to exactly ``int(length * mask_prob)`` masked frames.
+- ``centered_block_mask_2d``: images. Square blocks around uniformly drawn patches of a rows x columns
+  grid; with ``inverse`` (the 2.0 default) the blocks are what stays visible.
+
 All samplers return bool masks, True = masked (the loss is taken there). Randomness comes from
 ``generator`` (a ``torch.Generator`` on any device) or, when None, from torch's global generator;
 the same generator state gives the same masks.
@@ -288,3 +297,148 @@ def token_mask(
         random_ids = candidates[(pick * candidates.numel()).long().clamp(max=candidates.numel() - 1)]
         masked_ids = torch.where(to_random, random_ids.to(input_ids.dtype), masked_ids)
     return masked_ids, chosen
+
+
+# ---------------------------------------------------------------------------- data2vec 2.0
+# The samplers of data2vec 2.0. Each call masks the ``count`` clones of ONE item (2.0 encodes
+# several differently masked copies of every sample), and every row masks exactly the same
+# number of positions, so the visible tokens of the clones stack into one tensor. The numbers
+# are drawn on ``generator``'s device (CPU when None) and the mask is returned there.
+
+
+def _sampling_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _check_block_arguments(count: int, mask_prob: float, mask_length: int, marked_prob: float, adjust: float) -> None:
+    """Arguments of the block samplers; ``marked_prob`` is the fraction the blocks mark."""
+    if count < 1:
+        raise ValueError(f"count (the number of masks to draw for one item) must be at least 1, got {count}")
+    if not 0.0 <= mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must be in [0, 1], got {mask_prob}")
+    if mask_length < 1:
+        raise ValueError(f"mask_length must be at least 1, got {mask_length}")
+    if marked_prob + adjust < 0:
+        raise ValueError(
+            f"mask_prob_adjust {adjust} leaves a negative block fraction ({marked_prob} + {adjust}): "
+            "raise mask_prob_adjust"
+        )
+
+
+def _exact_count(marks: torch.Tensor, target: int, generator: torch.Generator | None) -> torch.Tensor:
+    """(count, L) bool marks -> (count, L) bool with exactly ``target`` marks per row: a row with
+    more keeps ``target`` of its marks, one with fewer gains ``target - n`` of its unmarked
+    positions, both chosen uniformly without replacement (fairseq's ``require_same_masks``)."""
+    marked = marks.sum(dim=1)  # (count,)
+    wanted = torch.full_like(marked, target)
+    kept = choose_without_replacement(marks, torch.minimum(marked, wanted), generator)  # all marks when short
+    added = choose_without_replacement(~marks, (wanted - marked).clamp(min=0), generator)  # none when over
+    return kept | added
+
+
+def _block_offsets(mask_length: int, device: torch.device) -> torch.Tensor:
+    """Offsets of a block's cells from its center along one axis: -(m // 2) .. m - 1 - m // 2."""
+    return torch.arange(mask_length, device=device) - mask_length // 2
+
+
+def _mark_blocks_1d(centers: torch.Tensor, length: int, mask_length: int) -> torch.Tensor:
+    """(count, n) long centers -> (count, length) bool: every center c marks c + k for k in
+    [-(mask_length // 2), mask_length - 1 - mask_length // 2], each index clamped to [0, length - 1]
+    (blocks at an edge are cut short there)."""
+    count = centers.shape[0]
+    positions = (centers[:, :, None] + _block_offsets(mask_length, centers.device)).clamp(0, length - 1)
+    marks = torch.zeros(count, length, dtype=torch.bool, device=centers.device)
+    return marks.scatter_(1, positions.reshape(count, -1), True)
+
+
+def _mark_blocks_2d(centers: torch.Tensor, rows: int, columns: int, mask_length: int) -> torch.Tensor:
+    """(count, n) long centers, row-major cell indices of a rows x columns grid -> (count, rows * columns)
+    bool: every center (r, c) marks the mask_length x mask_length cells (r + i, c + j), i and j as in
+    ``_mark_blocks_1d``, each coordinate clamped into the grid."""
+    count = centers.shape[0]
+    offsets = _block_offsets(mask_length, centers.device)
+    row = (centers // columns)[:, :, None, None] + offsets[:, None]  # (count, n, mask_length, 1)
+    column = (centers % columns)[:, :, None, None] + offsets[None, :]  # (count, n, 1, mask_length)
+    cells = row.clamp(0, rows - 1) * columns + column.clamp(0, columns - 1)  # (count, n, m, m)
+    marks = torch.zeros(count, rows * columns, dtype=torch.bool, device=centers.device)
+    return marks.scatter_(1, cells.reshape(count, -1), True)
+
+
+def random_mask(count: int, length: int, mask_prob: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """data2vec 2.0 text (fairseq ``random_masking``) -> bool (count, length), True = masked.
+
+    Every row keeps exactly ``int(length * (1 - mask_prob))`` positions, chosen uniformly without
+    replacement, and masks the others.
+    """
+    if count < 1 or length < 1:
+        raise ValueError(f"count and length must be positive, got count={count}, length={length}")
+    if not 0.0 <= mask_prob < 1.0:
+        raise ValueError(f"mask_prob must be in [0, 1) (some position must stay visible), got {mask_prob}")
+    keep = int(length * (1 - mask_prob))
+    allowed = torch.ones(count, length, dtype=torch.bool, device=_sampling_device(generator))
+    kept = choose_without_replacement(allowed, torch.full((count,), keep, device=allowed.device), generator)
+    return ~kept
+
+
+def block_mask_1d(
+    count: int,
+    length: int,
+    mask_prob: float,
+    mask_length: int,
+    *,
+    mask_prob_adjust: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """data2vec 2.0 speech (fairseq ``compute_block_mask_1d``, overlapping blocks, same count per
+    row) -> bool (count, length), True = masked.
+
+    Per row, ``int(length * ((mask_prob + mask_prob_adjust) / mask_length))`` block centers are drawn
+    uniformly in [0, length) with replacement; each marks ``mask_length`` positions around it,
+    clamped at the ends (``_mark_blocks_1d``). The row is then trimmed or filled, uniformly, to
+    exactly ``int(length * mask_prob)`` masked positions.
+    """
+    if length < 1:
+        raise ValueError(f"length must be positive, got {length}")
+    _check_block_arguments(count, mask_prob, mask_length, mask_prob, mask_prob_adjust)
+    device = _sampling_device(generator)
+    centers_per_row = int(length * ((mask_prob + mask_prob_adjust) / mask_length))
+    centers = torch.randint(0, length, (count, centers_per_row), generator=generator, device=device)
+    marks = _mark_blocks_1d(centers, length, mask_length)
+    return _exact_count(marks, int(length * mask_prob), generator)
+
+
+def centered_block_mask_2d(
+    count: int,
+    rows: int,
+    columns: int,
+    mask_prob: float,
+    mask_length: int,
+    *,
+    mask_prob_adjust: float = 0.0,
+    inverse: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """data2vec 2.0 images (fairseq ``compute_block_mask_2d``, for a rows x columns grid rather than
+    a square one) -> bool (count, rows * columns) row-major, True = masked. (``block_mask_2d`` above
+    is data2vec 1.0's BEiT sampler.)
+
+    With ``inverse`` (data2vec 2.0's inverse block masking) the blocks choose what to KEEP:
+    ``p = 1 - mask_prob``; otherwise ``p = mask_prob`` and the blocks are masked. Per row,
+    ``int(L * ((p + mask_prob_adjust) / mask_length**2))`` centers (``L = rows * columns``) are drawn
+    uniformly over the cells with replacement; each marks the mask_length x mask_length block around
+    it, clamped into the grid (``_mark_blocks_2d``). The row is then trimmed or filled, uniformly,
+    to exactly ``int(L * p)`` marks. So with ``inverse`` exactly ``L - int(L * (1 - mask_prob))``
+    patches are masked (14x14 at 0.8: 39 kept, 157 masked).
+
+    ``mask_length`` 1 (single-cell blocks) is allowed here, fairseq asserts ``mask_length > 1``.
+    """
+    if rows < 1 or columns < 1:
+        raise ValueError(f"rows and columns must be positive, got {rows} x {columns}")
+    p = 1 - mask_prob if inverse else mask_prob  # the fraction the blocks mark
+    _check_block_arguments(count, mask_prob, mask_length, p, mask_prob_adjust)
+    cells = rows * columns
+    device = _sampling_device(generator)
+    centers_per_row = int(cells * ((p + mask_prob_adjust) / mask_length**2))
+    centers = torch.randint(0, cells, (count, centers_per_row), generator=generator, device=device)
+    marks = _exact_count(_mark_blocks_2d(centers, rows, columns, mask_length), int(cells * p), generator)
+    return ~marks if inverse else marks

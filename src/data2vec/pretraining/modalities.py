@@ -13,6 +13,12 @@ subclass) knows, for the spec's backbone:
 The rest is shared: the student's final states, and the teacher's top-K layer outputs
 (``forward_intermediates`` of the backbone, block or feed-forward outputs as the recipe says).
 
+data2vec 2.0 (``recipe.version == 2``) asks two more things of an adapter: the shape of the
+positions a mask covers (``mask_grid``: frames, tokens, or the patch grid) and the student's
+embedding of each sample repeated for its masked versions (``embed_clones``; audio puts the mask
+embedding in before its positional convolution). Masks of 2.0 are ``sample_clone_masks``:
+(batch, clones, positions), drawn with the same per-item seeds.
+
 ``positions`` are frames (audio), patches without CLS (vision) or tokens (text). Masks are
 sampled per item from the item's ``mask_seeds`` entry (``per_item_masks``), so they do not depend
 on how the global batch is split across processes or micro-batches; a mask that depends on the
@@ -21,6 +27,7 @@ whole batch (audio's ``require_same_masks``) reads the group's seeds (``group_ma
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Callable
@@ -30,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.modeling import Embedded
 from ..registry import get_modality
 from .recipe import Recipe, RecipeError
 
@@ -64,6 +72,8 @@ class ModalityAdapter:
 
     input_name = ""  # the batch entry (and backbone argument) that holds the input
     mask_argument = ""  # the backbone argument that takes the student's mask
+    extra_tokens = 0  # tokens the backbone puts before the masked positions (vision: CLS)
+    mask_dims = 1  # 2.0: the positions form a sequence (1) or a grid (2)
     model_inits: tuple[str, ...] = ("default",)  # the recipe's model_init values build_backbone knows
 
     def __init__(self, recipe: Recipe) -> None:
@@ -135,6 +145,48 @@ class ModalityAdapter:
         output = teacher.forward_intermediates(**inputs, indices=range(-targets.top_k, 0), kind=targets.layer_output)
         return [self.positions(layer) for layer in output.intermediates], None
 
+    # -- data2vec 2.0
+    def mask_grid(self, batch: Batch) -> tuple[int, ...]:
+        """The positions a mask covers: (length,) for a sequence, (rows, columns) for a patch grid."""
+        raise NotImplementedError
+
+    def sample_clone_masks(self, batch: Batch) -> Batch:
+        """data2vec 2.0 masks: ``mask`` (batch, clones, positions) bool, each item's ``clones`` masks
+        drawn from its own generator; every mask hides the same number of positions."""
+        from .masking import block_mask_1d, centered_block_mask_2d, random_mask
+
+        masking = self.recipe.masking
+        grid = self.mask_grid(batch)
+        clones = masking.clones
+
+        def draw(generator: torch.Generator) -> torch.Tensor:  # (clones, positions)
+            if len(grid) == 2:
+                return centered_block_mask_2d(
+                    clones, *grid, masking.mask_prob, masking.mask_length,
+                    mask_prob_adjust=masking.mask_prob_adjust, inverse=masking.inverse, generator=generator,
+                )  # fmt: skip
+            if masking.mask_length == 1:
+                return random_mask(clones, grid[0], masking.mask_prob, generator=generator)
+            return block_mask_1d(
+                clones, grid[0], masking.mask_prob, masking.mask_length,
+                mask_prob_adjust=masking.mask_prob_adjust, generator=generator,
+            )  # fmt: skip
+
+        return {"mask": torch.stack([draw(generator) for generator in item_generators(batch)])}
+
+    def clone_inputs(self, batch: Batch) -> tuple[Batch, Batch, torch.Tensor]:
+        """(student inputs, teacher inputs, masks (batch * clones, positions)) of a 2.0 batch: both
+        see the unmasked input; the student drops the masked positions after ``embed_clones``."""
+        inputs = {self.input_name: batch[self.input_name]}
+        return inputs, inputs, batch["mask"].flatten(0, 1)
+
+    def embed_clones(self, backbone: nn.Module, inputs: Batch, mask: torch.Tensor):
+        """The student's ``Embedded`` for the masked versions: each sample embedded once and
+        repeated for its clones (rows = mask's rows, sample-major), all positions still there."""
+        embedded = backbone.embed(**inputs)
+        clones = mask.shape[0] // embedded.hidden_states.shape[0]
+        return dataclasses.replace(embedded, hidden_states=embedded.hidden_states.repeat_interleave(clones, 0))
+
     # -- export
     def export_backbone(self, config) -> tuple[nn.Module, tuple[str, ...]]:
         """The backbone to export and the prefixes of its weights that pretraining does not train."""
@@ -197,6 +249,18 @@ class AudioAdapter(ModalityAdapter):
             mask = keep_masked(mask, fewest, generators)  # the generators go on after each row's draw
         return {"mask": mask}  # (batch, frames)
 
+    def mask_grid(self, batch):
+        from ..audio.feature_encoder import feature_encoder_output_length
+
+        return (int(feature_encoder_output_length(batch["input_values"].shape[1], self._config)),)
+
+    def embed_clones(self, backbone, inputs, mask):
+        # the conv feature encoder once per sample; the masked frames become the mask embedding
+        # before the positional convolution, as the 1.0 student sees them
+        hidden_states, _ = backbone.local_features(inputs["input_values"].to(backbone.dtype))
+        hidden_states = hidden_states.repeat_interleave(mask.shape[0] // hidden_states.shape[0], 0)
+        return Embedded(backbone.contextualize_frames(hidden_states, mask_time_indices=mask))
+
     def batch_seconds(self, batch):
         samples = batch["input_values"].shape[0] * batch["input_values"].shape[1]
         return samples / self.recipe.data.sampling_rate
@@ -211,6 +275,7 @@ class AudioAdapter(ModalityAdapter):
 class VisionAdapter(ModalityAdapter):
     input_name, mask_argument = "pixel_values", "bool_masked_pos"
     model_inits = ("default", "beit")
+    extra_tokens, mask_dims = 1, 2
 
     def build_backbone(self, config):
         backbone = super().build_backbone(config)
@@ -222,6 +287,8 @@ class VisionAdapter(ModalityAdapter):
 
     def model_config(self):
         config = super().model_config()
+        if self.recipe.version == 2:
+            return config  # 2.0 drops the masked patches: no mask token
         if not config.use_mask_token:
             raise RecipeError("the vision student replaces masked patches by its mask token: set model.use_mask_token: true")
         rows, columns = config.patch_grid
@@ -260,6 +327,9 @@ class VisionAdapter(ModalityAdapter):
         )
         return {"mask": mask}  # (batch, patches)
 
+    def mask_grid(self, batch):
+        return tuple(self._config.patch_grid)
+
     def positions(self, states):
         return states[:, 1:]  # (batch, patches, hidden): CLS dropped
 
@@ -282,6 +352,8 @@ TOKENIZER_FOLDER = "tokenizer"
 
 
 class TextAdapter(ModalityAdapter):
+    input_name = "input_ids"
+
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
         self.tokenizer = None
@@ -359,6 +431,9 @@ class TextAdapter(ModalityAdapter):
 
     def model_inputs(self, batch):
         return {"input_ids": batch["masked_input_ids"]}, {"input_ids": batch["input_ids"]}, batch["mask"]
+
+    def mask_grid(self, batch):
+        return (batch["input_ids"].shape[1],)
 
     def build_backbone(self, config):
         return self.backbone_class(config, add_pooling_layer=False)

@@ -17,6 +17,12 @@ A recipe has one section per part of the method (see ``recipes/pretrain-*.yaml``
     precision    fp32 | bf16 (autocast), device, log_every, save_every, seed
     model_init   default (the backbone's own initialisation) | beit (vision: BEiT's pretraining
                  initialisation, see ``vision.model.init_for_pretraining``)
+    version      1 (data2vec, the default) | 2 (data2vec 2.0: the student encodes only the visible
+                 positions, a convolutional ``decoder`` fills in the masked ones, each sample is
+                 masked ``masking.clones`` times for one teacher pass; ``masking`` is then the
+                 2.0 section, ``Masking2Settings``, for every modality, and ``head`` is unused)
+    decoder      version 2 only: the decoder's width, depth, kernel, groups, input dropout and
+                 the noise that stands in for the masked positions
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -133,14 +139,74 @@ class TokenMaskingSettings:
 
 
 @dataclasses.dataclass(kw_only=True)
+class Masking2Settings:
+    """data2vec 2.0 masking, one section for every modality (fairseq's modality ``mask_*`` keys).
+
+    ``mask_length`` 1: ``mask_prob`` of the positions chosen uniformly (text); > 1 on a sequence:
+    blocks of ``mask_length`` frames around uniform centres (speech); > 1 on a patch grid: square
+    blocks of side ``mask_length`` (images), which choose the *kept* patches when ``inverse``. Every
+    mask hides exactly the same number of positions (see ``pretraining.masking``). ``clones``: masked
+    versions of each sample; the teacher runs once per sample (fairseq's ``clone_batch``)."""
+
+    mask_prob: float = 0.5
+    mask_length: int = 5
+    mask_prob_adjust: float = 0.0  # more block centres than mask_prob alone asks for (overlaps), then trimmed
+    inverse: bool = False
+    clones: int = 8
+
+    def validate(self) -> None:
+        if not 0.0 < self.mask_prob < 1.0:
+            raise RecipeError(f"masking.mask_prob must be in (0, 1), got {self.mask_prob}")
+        if self.mask_length < 1 or self.clones < 1:
+            raise RecipeError("masking.mask_length and masking.clones must be >= 1")
+        if self.mask_prob_adjust < 0:
+            raise RecipeError(f"masking.mask_prob_adjust must be >= 0, got {self.mask_prob_adjust}")
+        if self.inverse and self.mask_length < 2:
+            raise RecipeError("masking.inverse chooses kept blocks: it needs masking.mask_length >= 2")
+
+
+@dataclasses.dataclass(kw_only=True)
+class DecoderSettings:
+    """data2vec 2.0's convolutional decoder (``pretraining.decoder.ConvDecoder``): ``layers`` x
+    (conv of ``kernel`` with ``groups`` -> LayerNorm -> GELU), residual between blocks, then a
+    projection to the targets (``projection_layers`` 2: widened by ``projection_ratio`` with a GELU).
+    The encoder's states get ``input_dropout``; masked positions enter as N(0, mask_noise_std^2) noise."""
+
+    dim: int = 384
+    layers: int = 4
+    kernel: int = 7
+    groups: int = 16
+    residual: bool = True
+    projection_layers: int = 1
+    projection_ratio: float = 2.0
+    input_dropout: float = 0.1
+    mask_noise_std: float = 0.01
+
+    def validate(self) -> None:
+        if self.dim < 1 or self.layers < 1 or self.groups < 1 or self.projection_layers < 1:
+            raise RecipeError("decoder.dim, decoder.layers, decoder.groups and decoder.projection_layers must be >= 1")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise RecipeError(f"decoder.kernel must be odd (the output keeps every position), got {self.kernel}")
+        if self.dim % self.groups:
+            raise RecipeError(f"decoder.dim ({self.dim}) must be divisible by decoder.groups ({self.groups})")
+        if not 0.0 <= self.input_dropout < 1.0 or self.mask_noise_std < 0:
+            raise RecipeError("decoder.input_dropout must be in [0, 1) and decoder.mask_noise_std >= 0")
+
+
+@dataclasses.dataclass(kw_only=True)
 class LossSettings:
     beta: float = 0.0  # 0: squared error; > 0: smooth L1 with this beta
     scale: float | None = None  # per-position scale of the sum over dimensions; None: 1/sqrt(dimensions)
     reduction: str = "sum"  # sum: summed over dimensions, / masked positions; mean: mean over all elements
+    # version 2, images: the encoder's CLS state regresses the mean of the sample's targets over patches;
+    # loss = (sum over masked positions) / masked + cls_weight * (sum over the update's masked versions)
+    cls_weight: float = 0.0
 
     def validate(self) -> None:
         if self.beta < 0:
             raise RecipeError(f"loss.beta must be >= 0, got {self.beta}")
+        if self.cls_weight < 0:
+            raise RecipeError(f"loss.cls_weight must be >= 0, got {self.cls_weight}")
         if self.reduction not in ("sum", "mean"):
             raise RecipeError(f"loss.reduction must be 'sum' or 'mean', got {self.reduction!r}")
 
@@ -322,6 +388,8 @@ class Recipe:
     seed: int = 1
     name: str = ""  # for logs; defaults to the file name
     model_init: str = "default"  # default | beit: how a fresh run initialises the backbone (see MODEL_INITS)
+    version: int = 1  # 1: data2vec; 2: data2vec 2.0 (see the module docstring)
+    decoder: DecoderSettings | None = None  # version 2 only
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "recipe") -> Recipe:
@@ -339,7 +407,16 @@ class Recipe:
             raise RecipeError(f"{source}: unknown top-level keys {unknown}; known keys are {sorted(known)}")
         if not (isinstance(spec.data_class, type) and issubclass(spec.data_class, DataSettings)):
             raise TypeError(f"the data settings of modality {spec.name!r} must subclass pretraining.recipe.DataSettings")
-        sections = dict(SECTIONS, masking=spec.masking_class, data=spec.data_class)
+        version = values.get("version", 1)
+        if version not in (1, 2):
+            raise RecipeError(f"{source}: version must be 1 (data2vec) or 2 (data2vec 2.0), got {version!r}")
+        sections = dict(SECTIONS, masking=Masking2Settings if version == 2 else spec.masking_class, data=spec.data_class)
+        if version == 2:
+            if not values.get("decoder"):
+                raise RecipeError(f"{source}: a version 2 recipe needs a decoder section (see recipes/pretrain2-*.yaml)")
+            sections["decoder"] = DecoderSettings
+        elif values.get("decoder") is not None:
+            raise RecipeError(f"{source}: the decoder section belongs to version 2 recipes (set version: 2)")
         for name, section_class in sections.items():
             values[name] = _build_section(section_class, values.get(name) or {}, f"{source}: {name}")
         model = values.get("model")
@@ -361,7 +438,9 @@ class Recipe:
         return recipe
 
     def validate(self, source: str = "recipe") -> None:
-        for name in ("ema", "targets", "masking", "loss", "head", "optim", "data", "collapse"):
+        for name in ("ema", "targets", "masking", "loss", "head", "optim", "data", "collapse", "decoder"):
+            if getattr(self, name) is None:
+                continue
             try:
                 getattr(self, name).validate()
             except RecipeError as error:
@@ -374,6 +453,8 @@ class Recipe:
             raise RecipeError(f"{source}: device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.log_every < 1 or self.save_every < 1:
             raise RecipeError(f"{source}: log_every and save_every must be >= 1")
+        if self.version == 1 and self.loss.cls_weight:
+            raise RecipeError(f"{source}: loss.cls_weight is a data2vec 2.0 loss: set version: 2 or remove it")
         layers = self.model.get("num_hidden_layers", 12)
         if self.targets.top_k > layers:
             raise RecipeError(f"{source}: targets.top_k={self.targets.top_k} exceeds the model's {layers} layers")

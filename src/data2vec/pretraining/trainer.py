@@ -32,6 +32,7 @@ and exits.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -59,7 +60,7 @@ from .data import StepBatches, step_loader
 from .ema import EMATeacher, ema_decay
 from .modalities import ModalityAdapter, adapter_for
 from .objective import RegressionHead, regression_loss, spread_from_sums, spread_sums
-from .recipe import Recipe
+from .recipe import DecoderSettings, Recipe
 from .resume import RecipeChanges, check_resume, describe
 from .targets import average_top_k
 
@@ -191,6 +192,55 @@ class StudentWithHead(nn.Module):
         return self.head(states[mask])  # (masked positions, target dim)
 
 
+def build_decoder(settings: DecoderSettings, hidden: int, spatial_dims: int) -> nn.Module:
+    """The 2.0 decoder of a recipe's ``decoder`` section for a backbone of width ``hidden``."""
+    from .decoder import ConvDecoder
+
+    return ConvDecoder(
+        hidden, dim=settings.dim, layers=settings.layers, kernel=settings.kernel, groups=settings.groups,
+        residual=settings.residual, projection_layers=settings.projection_layers,
+        projection_ratio=settings.projection_ratio, spatial_dims=spatial_dims, output_dim=hidden,
+    )  # fmt: skip
+
+
+class StudentWithDecoder(nn.Module):
+    """data2vec 2.0's trained part: the student backbone, which encodes only the visible positions
+    of each masked version, and the convolutional decoder (``head``, in the place of 1.0's
+    regression head) that predicts the targets at every position from them."""
+
+    def __init__(self, adapter: ModalityAdapter, backbone: nn.Module, decoder: nn.Module, settings: DecoderSettings) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.backbone = backbone
+        self.head = decoder
+        self.input_dropout = nn.Dropout(settings.input_dropout)
+        self.mask_noise_std = settings.mask_noise_std
+
+    def forward(
+        self, inputs: dict[str, torch.Tensor], mask: torch.Tensor, visible: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``mask``: (rows, positions), True = masked, ``visible`` unmasked positions in every row
+        (rows = samples x clones, sample-major). Returns the predictions at the masked positions
+        (masked, target dim), row by row, and the encoder's first extra token (CLS) per row, or None."""
+        embedded = self.adapter.embed_clones(self.backbone, inputs, mask)  # (rows, extra + positions, hidden)
+        extra = self.adapter.extra_tokens
+        rows, length = mask.shape
+        # the visible positions of each row in order (a stable sort puts the unmasked ones first)
+        kept = mask.to(torch.uint8).argsort(dim=1, stable=True)[:, :visible]  # (rows, visible)
+        leading = torch.arange(extra, device=mask.device).expand(rows, extra)
+        positions = torch.cat([leading, kept + extra], dim=1)  # (rows, extra + visible) in the embedded sequence
+        hidden = embedded.hidden_states
+        hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
+        result = self.backbone.run_encoder(dataclasses.replace(embedded, hidden_states=hidden), positions=positions)
+        states = result.last_hidden_state  # (rows, extra + visible, hidden)
+        seen = self.input_dropout(states[:, extra:])
+        # the decoder's input: the encoded visible positions in place, small noise at the masked ones
+        full = torch.randn(rows, length, seen.shape[-1], device=seen.device, dtype=seen.dtype) * self.mask_noise_std
+        full = full.scatter(1, kept[..., None].expand(-1, -1, seen.shape[-1]), seen)
+        predictions = self.head(full, embedded.extras.get("grid"))  # (rows, positions, target dim)
+        return predictions[mask], (states[:, extra - 1] if extra else None)
+
+
 def autocast_context(precision: str, device: torch.device):
     """bf16 autocast when asked for and the device supports it; otherwise nothing."""
     if precision != "bf16":
@@ -252,8 +302,14 @@ class Pretrainer:
 
         backbone = self.adapter.build_backbone(self.model_config)
         hidden = self.model_config.hidden_size
-        head = RegressionHead(hidden, hidden, recipe.head.num_layers, init_std=recipe.head.init_std)
-        self.model = StudentWithHead(self.adapter, backbone, head).to(self.device)
+        if recipe.version == 2:
+            self.model: nn.Module = StudentWithDecoder(
+                self.adapter, backbone, build_decoder(recipe.decoder, hidden, self.adapter.mask_dims),
+                recipe.decoder,
+            ).to(self.device)
+        else:
+            head = RegressionHead(hidden, hidden, recipe.head.num_layers, init_std=recipe.head.init_std)
+            self.model = StudentWithHead(self.adapter, backbone, head).to(self.device)
         self.model.train()
         if self.dist.distributed:
             self.trained: nn.Module = nn.parallel.DistributedDataParallel(
@@ -424,7 +480,8 @@ class Pretrainer:
         """This rank's micro-batches, masks included, of every step (``update_freq`` per step)."""
         return StepBatches(
             self.dataset, self.recipe.data.batch_size, self.recipe.seed, self.dist.rank, self.dist.world_size,
-            mask_sampler=self.adapter.sample_masks, update_freq=self.recipe.optim.update_freq,
+            mask_sampler=self.adapter.sample_clone_masks if self.recipe.version == 2 else self.adapter.sample_masks,
+            update_freq=self.recipe.optim.update_freq,
             max_tokens=getattr(self.recipe.data, "max_tokens", None),
         )
 
@@ -465,29 +522,12 @@ class Pretrainer:
             batch_seconds = self.adapter.batch_seconds(batch)
             if batch_seconds is not None:
                 seconds = (seconds or 0.0) + batch_seconds
+            visible = self._visible_positions(batch) if recipe.version == 2 else None
             batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-            student_inputs, teacher_inputs, mask = self.adapter.model_inputs(batch)
-            with torch.autocast(device_type=self.device.type, enabled=False):  # the teacher in float32
-                layers, padding_mask = self.adapter.teacher_layers(self.teacher, teacher_inputs)
-            targets = average_top_k(
-                layers,
-                recipe.targets.top_k,
-                layer_norm=recipe.targets.layer_norm,
-                post_norm=recipe.targets.post_norm,
-                padding_mask=padding_mask,
-            )  # (batch, positions, C) float32
-            target = targets[mask]  # (local masked, C)
             last = index == len(batches) - 1
             gradient_sync = self.trained.no_sync() if self.dist.distributed and not last else contextlib.nullcontext()
             with gradient_sync:
-                with autocast_context(recipe.precision, self.device):
-                    prediction = self.trained(student_inputs, mask)  # (local masked, C)
-                prediction = prediction.float()
-                loss_sum = regression_loss(
-                    prediction, target, beta=recipe.loss.beta, scale=recipe.loss.scale, reduction="sum"
-                )
-                if recipe.loss.reduction == "mean":
-                    loss_sum = loss_sum / target.shape[-1]  # mean over every element of every masked position
+                loss_sum, prediction, target = self._micro_batch_loss(batch, visible, masked_total)
                 (loss_sum * loss_factor).backward()
             loss_total += loss_sum.detach().double()
             target_sums = target_sums + spread_sums(target)
@@ -529,6 +569,59 @@ class Pretrainer:
             "grad_norm": grad_norm,
             "stop": float(totals[1]) > 0,
         }
+
+    def _micro_batch_loss(
+        self, batch: dict[str, torch.Tensor], visible: int | None, masked_total: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(summed loss, predictions, targets) of one micro-batch on the device: the teacher once per
+        sample (float32, no grad), the student on the masked input (or, in 2.0, on each masked version)."""
+        recipe = self.recipe
+        if recipe.version == 2:
+            student_inputs, teacher_inputs, mask = self.adapter.clone_inputs(batch)  # mask (samples x clones, positions)
+        else:
+            student_inputs, teacher_inputs, mask = self.adapter.model_inputs(batch)
+        with torch.autocast(device_type=self.device.type, enabled=False):  # the teacher in float32
+            layers, padding_mask = self.adapter.teacher_layers(self.teacher, teacher_inputs)
+        targets = average_top_k(
+            layers,
+            recipe.targets.top_k,
+            layer_norm=recipe.targets.layer_norm,
+            post_norm=recipe.targets.post_norm,
+            padding_mask=padding_mask,
+        )  # (samples, positions, C) float32
+        loss = recipe.loss
+        if recipe.version == 2:
+            clones = recipe.masking.clones
+            target = targets.repeat_interleave(clones, 0)[mask]  # (masked, C): each sample's targets for its clones
+            with autocast_context(recipe.precision, self.device):
+                prediction, cls_state = self.trained(student_inputs, mask, visible)
+        else:
+            target = targets[mask]  # (local masked, C)
+            with autocast_context(recipe.precision, self.device):
+                prediction = self.trained(student_inputs, mask)  # (local masked, C)
+        prediction = prediction.float()
+        loss_sum = regression_loss(prediction, target, beta=loss.beta, scale=loss.scale, reduction="sum")
+        if loss.reduction == "mean":
+            loss_sum = loss_sum / target.shape[-1]  # mean over every element of every masked position
+        if recipe.version == 2 and loss.cls_weight > 0:
+            # the CLS state regresses the mean of its sample's targets; the update's loss is
+            # sum / masked + cls_weight * (sum over masked versions), hence the factor masked_total
+            cls_target = targets.mean(dim=1).repeat_interleave(recipe.masking.clones, 0)  # (rows, C)
+            cls_loss = regression_loss(cls_state.float(), cls_target, beta=loss.beta, scale=loss.scale, reduction="sum")
+            loss_sum = loss_sum + loss.cls_weight * masked_total[0].float() * cls_loss
+        return loss_sum, prediction, target
+
+    def _visible_positions(self, batch: dict[str, torch.Tensor]) -> int:
+        """The unmasked positions per masked version of a 2.0 batch (counted on the CPU masks, which
+        must all hide the same number)."""
+        mask = batch["mask"]  # (samples, clones, positions)
+        visible = (~mask).sum(dim=-1)
+        if not bool((visible == visible.flatten()[0]).all()):
+            raise ValueError(
+                f"data2vec 2.0 masks must hide the same number of positions in every row, got visible counts "
+                f"{sorted(set(visible.flatten().tolist()))}"
+            )
+        return int(visible.flatten()[0])
 
     def _watch_collapse(self, update: int, spread_target: float, spread_prediction: float) -> None:
         watch = self.recipe.collapse
