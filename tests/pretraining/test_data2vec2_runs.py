@@ -1,40 +1,25 @@
 """data2vec 2.0 pretraining runs end to end: a few updates per modality, the decoder stored as the
-checkpoint's head, two processes equal to one, exact resume (also after Ctrl-C), and export of the
-student backbone to this library and to transformers."""
+checkpoint's head, two processes equal to one, exact resume (after Ctrl-C: test_resume.py, for
+both versions), and export of the student backbone to this library and to transformers."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-import warnings
 
 import pytest
 import torch
-import transformers
 
-from data2vec.audio.model import Data2VecAudioModel
-from data2vec.core.modeling import CheckpointWarning
 from data2vec.pretraining.export import export_backbone
 from data2vec.pretraining.recipe import DecoderSettings, Recipe
 from data2vec.pretraining.trainer import Pretrainer, build_decoder
-from data2vec.text.model import Data2VecTextModel
-from data2vec.vision.model import Data2VecVisionModel
 from tests.helpers import assert_close
 from tests.pretraining.test_distributed import torchrun
+from tests.pretraining.test_export import load_exported
 from tests.pretraining.test_resume import assert_same_training_state, run_state
 from tests.pretraining.tiny_setup import make_data, tiny2_recipe, tiny2_recipe_dict, write_recipe
 
-CLASSES = {
-    "audio": (Data2VecAudioModel, transformers.Data2VecAudioModel),
-    "vision": (Data2VecVisionModel, transformers.Data2VecVisionModel),
-    "text": (Data2VecTextModel, transformers.Data2VecTextModel),
-}
 MASK_DIMS = {"audio": 1, "vision": 2, "text": 1}  # the decoder convolves frames, the patch grid, tokens
 
 
@@ -80,14 +65,7 @@ def test_three_updates_store_the_decoder_as_head_and_export_the_student(modality
 
     # export: the student backbone, nothing of the decoder, loads here and in transformers
     export_backbone(tmp_path / "run" / "checkpoint.pt", tmp_path / "export")
-    ours_class, reference_class = CLASSES[modality]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CheckpointWarning)  # nothing missing, nothing unused
-        ours = ours_class.from_pretrained(tmp_path / "export")
-    reference, info = reference_class.from_pretrained(tmp_path / "export", output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    ours.eval()
-    reference.eval()
+    ours, reference = load_exported(tmp_path / "export", modality)
     for name, value in checkpoint["student"].items():
         assert torch.equal(ours.state_dict()[name], value), name
     inputs = example_inputs(modality, ours.config)
@@ -154,45 +132,3 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path):
     reseeded = run_state(tmp_path / "reseeded")
     assert reseeded["step"] == 4
     assert any(not torch.equal(value, straight["student"][name]) for name, value in reseeded["student"].items())
-
-
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
-    images = make_data("vision", tmp_path)
-    values = tiny2_recipe_dict("vision", optim={"total_steps": 400, "warmup_steps": 5}, save_every=1000)
-    values["data"]["batch_size"] = 4
-    recipe_file = write_recipe(values, tmp_path / "recipe.yaml")
-    out = tmp_path / "run"
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "data2vec.cli", "pretrain", "--recipe", str(recipe_file), "--data", str(images),
-               "--out", str(out), "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and process.poll() is None:
-            log = out / "log.jsonl"
-            if log.is_file() and len(log.read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, process.communicate()[0]
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130, output
-    assert "Interrupted" in output and "--resume" in output
-    interrupted = run_state(out)
-    stopped_at = interrupted["step"]
-    assert 2 <= stopped_at < 400
-    assert log_records(out)[-1]["step"] == stopped_at  # nothing after the checkpoint is lost or duplicated
-
-    # the same run stopped there in this process (other thread counts: float tolerance)
-    recipe = Recipe.from_dict(values)
-    Pretrainer(recipe, images, tmp_path / "reference", progress=False, tensorboard=False).train(stop_after=stopped_at)
-    assert_same_training_state(interrupted, run_state(tmp_path / "reference"), exact=False)
-
-    # both continue for one more update
-    for folder in (out, tmp_path / "reference"):
-        Pretrainer(recipe, images, folder, resume=True, progress=False, tensorboard=False).train(stop_after=1)
-    assert_same_training_state(run_state(out), run_state(tmp_path / "reference"), exact=False)
-    assert run_state(out)["step"] == stopped_at + 1

@@ -36,6 +36,18 @@ def example_inputs(modality: str, config) -> dict[str, torch.Tensor]:
     return {"input_ids": torch.randint(5, config.vocab_size, (2, 20), generator=generator)}
 
 
+def load_exported(folder, modality: str):
+    """(ours, the reference's) backbone loaded from an exported folder, both in eval mode, checking
+    that neither library finds a weight missing, unused or of another shape."""
+    ours_class, reference_class = CLASSES[modality]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)  # nothing missing, nothing unused
+        ours = ours_class.from_pretrained(folder)
+    reference, info = reference_class.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    return ours.eval(), reference.eval()
+
+
 @pytest.mark.parametrize("modality", ["audio", "vision", "text"])
 def test_exported_backbone_loads_here_and_in_transformers(modality, tmp_path):
     data = make_data(modality, tmp_path)
@@ -44,13 +56,7 @@ def test_exported_backbone_loads_here_and_in_transformers(modality, tmp_path):
     checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
 
     assert cli.main(["export-backbone", str(tmp_path / "run" / "checkpoint.pt"), str(tmp_path / "export")]) == 0
-    ours_class, reference_class = CLASSES[modality]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CheckpointWarning)  # nothing missing, nothing unused
-        ours = ours_class.from_pretrained(tmp_path / "export")
-    reference, info = reference_class.from_pretrained(tmp_path / "export", output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    reference.eval()
+    ours, reference = load_exported(tmp_path / "export", modality)
 
     # the exported weights are the student's
     for name, value in checkpoint["student"].items():
@@ -77,7 +83,7 @@ def test_exported_backbone_loads_here_and_in_transformers(modality, tmp_path):
 
     # the teacher on request
     export_backbone(tmp_path / "run", tmp_path / "teacher", which="teacher")
-    teacher = ours_class.from_pretrained(tmp_path / "teacher")
+    teacher = CLASSES[modality][0].from_pretrained(tmp_path / "teacher")
     for name, value in checkpoint["teacher"].items():
         assert torch.equal(teacher.state_dict()[name], value), name
 

@@ -116,6 +116,10 @@ def test_modality_aliases_are_accepted_in_recipes_and_the_cli():
     assert Recipe.from_dict({**tiny_recipe_dict("vision"), "modality": "image"}).modality == "vision"
     assert resolve_recipe_path("speech-tiny").name == "pretrain-audio-tiny.yaml"
     assert resolve_recipe_path("pretrain-image-base").name == "pretrain-vision-base.yaml"
+    # data2vec 2.0 recipes keep their prefix; the speech ones are named speech, and audio finds them too
+    assert resolve_recipe_path("pretrain2-audio-tiny").name == "pretrain2-speech-tiny.yaml"
+    assert resolve_recipe_path("pretrain2-image-digits").name == "pretrain2-vision-digits.yaml"
+    assert resolve_recipe_path("pretrain2-text-base").name == "pretrain2-text-base.yaml"
     parser = build_parser()
     assert parser.parse_args(["demo", "image"]).modality == parser.parse_args(["demo"]).modality == "vision"
 

@@ -13,8 +13,9 @@ import time
 import pytest
 import torch
 
+from data2vec.pretraining.recipe import Recipe
 from data2vec.pretraining.trainer import Pretrainer
-from tests.pretraining.tiny_setup import make_data, tiny_recipe, tiny_recipe_dict, write_recipe
+from tests.pretraining.tiny_setup import make_data, tiny2_recipe_dict, tiny_recipe, tiny_recipe_dict, write_recipe
 
 
 def run_state(folder) -> dict:
@@ -64,9 +65,14 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("version", [1, 2])
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, version):
+    """data2vec 1.0 and 2.0 (whose masks come with clones, and whose decoder draws noise)."""
     images = make_data("vision", tmp_path)
-    values = tiny_recipe_dict("vision", optim={"total_steps": 400, "warmup_steps": 5}, save_every=1000)
+    make_values = tiny_recipe_dict if version == 1 else tiny2_recipe_dict
+    values = make_values("vision", optim={"total_steps": 400, "warmup_steps": 5}, save_every=1000)
+    if version == 2:
+        values["data"]["batch_size"] = 4
     recipe_file = write_recipe(values, tmp_path / "recipe.yaml")
     out = tmp_path / "run"
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -95,7 +101,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     assert json.loads(lines[-1])["step"] == stopped_at  # nothing after the checkpoint is lost or duplicated
 
     # the same run stopped there in this process (torch may use other thread counts: float tolerance)
-    recipe = tiny_recipe("vision", optim={"total_steps": 400, "warmup_steps": 5}, save_every=1000)
+    recipe = Recipe.from_dict(values)
     Pretrainer(recipe, images, tmp_path / "reference", progress=False).train(stop_after=stopped_at)
     assert_same_training_state(interrupted, run_state(tmp_path / "reference"), exact=False)
 

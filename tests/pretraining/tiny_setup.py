@@ -10,10 +10,7 @@ import yaml
 
 from data2vec.pretraining.recipe import RECIPES_FOLDER, Recipe
 
-WORDS = (
-    "the a loop function value list returns each item key raises error when with class module "
-    "import name object string number file reads writes calls method default argument"
-).split()
+WORDS = ["the", "a", "loop", "function", "value", "list", "returns", "each", "item", "key", "raises", "error", "when", "with", "class", "module", "import", "name", "object", "string", "number", "file", "reads", "writes", "calls", "method", "default", "argument"]
 
 # smaller than the laptop recipes, so that a few updates take well under a second
 TINY_CHANGES = {
@@ -49,9 +46,15 @@ TINY_CHANGES = {
 def tiny_recipe_dict(modality: str, **sections) -> dict:
     """The laptop recipe of ``modality`` shrunk further; ``sections`` update its sections
     (e.g. ``optim={"total_steps": 6}``)."""
-    values = yaml.safe_load((RECIPES_FOLDER / f"pretrain-{modality}-tiny.yaml").read_text())
-    for changes in (TINY_CHANGES[modality], sections):
-        for section, update in changes.items():
+    return _shrunk(f"pretrain-{modality}-tiny.yaml", TINY_CHANGES[modality], sections)
+
+
+def _shrunk(recipe_file: str, changes: dict, sections: dict) -> dict:
+    """The values of ``recipes/<recipe_file>`` with the sections of ``changes``, then of ``sections``,
+    updated (a dict updates a section's keys, anything else replaces it); logging every update."""
+    values = yaml.safe_load((RECIPES_FOLDER / recipe_file).read_text())
+    for update_set in (changes, sections):
+        for section, update in update_set.items():
             if isinstance(update, dict):
                 values[section] = {**values.get(section, {}), **copy.deepcopy(update)}
             else:
@@ -90,16 +93,7 @@ RECIPE2_NAMES = {"vision": "vision", "text": "text", "audio": "speech"}  # recip
 
 def tiny2_recipe_dict(modality: str, **sections) -> dict:
     """The data2vec 2.0 laptop recipe of ``modality`` shrunk like ``tiny_recipe_dict``."""
-    values = yaml.safe_load((RECIPES_FOLDER / f"pretrain2-{RECIPE2_NAMES[modality]}-tiny.yaml").read_text())
-    for changes in (TINY2_CHANGES[modality], sections):
-        for section, update in changes.items():
-            if isinstance(update, dict):
-                values[section] = {**values.get(section, {}), **copy.deepcopy(update)}
-            else:
-                values[section] = update
-    if "log_every" not in sections:
-        values["log_every"] = 1
-    return values
+    return _shrunk(f"pretrain2-{RECIPE2_NAMES[modality]}-tiny.yaml", TINY2_CHANGES[modality], sections)
 
 
 def tiny2_recipe(modality: str, **sections) -> Recipe:

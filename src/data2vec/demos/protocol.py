@@ -28,8 +28,8 @@ import os
 import shutil
 import statistics
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,13 +232,12 @@ def compare(
     }  # (pretraining seed, fine-tuning seed, -, key)
     # each arm's first test run is its chosen model-choice run, scored again on the test split, not retrained
     total_runs = pretrain_seeds + 2 * len(grid_points) + 2 * (pretrain_seeds * finetune_seeds - 1)
-    done_runs = 0
 
     def state_of(arm: str, p: int | None) -> dict[str, torch.Tensor] | None:
         return pretrained[p].state if arm == "data2vec" and p is not None else None
 
     # the runs, in priority order; each entry: (ready?, function, arguments, what to do with the result)
-    pending: list[tuple[Callable[[], bool], Callable, Callable[[], tuple], Callable[[Any], None]]] = []
+    pending: Pending = []
 
     def after_pretraining(seed: int) -> Callable[[Pretrained], None]:
         def record(result: Pretrained) -> None:
@@ -293,26 +292,11 @@ def compare(
         f"{len(grid_points)} grid points per arm; test ({len(test)} items): {pretrain_seeds} x {finetune_seeds} "
         "fine-tunings per arm, the first of them the chosen model-choice run"
     )
-    running: dict[Future, Callable[[Any], None]] = {}
-    try:
-        while pending or running:
-            for entry in list(pending):
-                if len(running) >= workers:
-                    break
-                ready, function, arguments, record = entry
-                if ready():
-                    pending.remove(entry)
-                    running[executor.submit(function, *arguments())] = record
-            if not running:
-                raise RuntimeError("the protocol's runs wait on each other")  # not reachable: every run's inputs come earlier
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)(future.result())
-                done_runs += 1
-                if workers > 1:
-                    log(f"    [{done_runs}/{total_runs} runs, {time.time() - started:.0f} s]")
-    finally:
-        executor.shutdown(cancel_futures=True)
+    def progress(done: int) -> None:
+        if workers > 1:
+            log(f"    [{done}/{total_runs} runs, {time.time() - started:.0f} s]")
+
+    run_pending(pending, executor, workers, progress)
 
     scores = {arm: {key: scores[arm][key] for *_, key in test_keys[arm]} for arm in ARMS}
     for arm in ARMS:
@@ -347,6 +331,35 @@ def compare(
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         log(f"summary: {out_dir / 'summary.json'}")
     return summary
+
+
+Pending = list[tuple[Callable[[], bool], Callable, Callable[[], tuple], Callable[[Any], None]]]
+
+
+def run_pending(pending: Pending, executor: Any, workers: int, progress: Callable[[int], Any] = lambda done: None) -> None:
+    """Run ``pending`` entries (ready?, function, arguments, record) on ``executor``, at most ``workers``
+    at a time, each as soon as it is ready (in list order among the ready ones); ``record(result)``
+    runs in this process when a run ends, then ``progress(runs done)``. Shuts the executor down."""
+    running: dict[Future, Callable[[Any], None]] = {}
+    done = 0
+    try:
+        while pending or running:
+            for entry in list(pending):
+                if len(running) >= workers:
+                    break
+                ready, function, arguments, record = entry
+                if ready():
+                    pending.remove(entry)
+                    running[executor.submit(function, *arguments())] = record
+            if not running:
+                raise RuntimeError("the runs wait on each other")  # not reachable: every run's inputs come earlier
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)(future.result())
+                done += 1
+                progress(done)
+    finally:
+        executor.shutdown(cancel_futures=True)
 
 
 def report(summary: dict[str, Any]) -> str:

@@ -5,8 +5,7 @@ its own recipe (1.0: the demo's; 2.0: ``VERSION2_RECIPES``), and fine-tune the s
 
 1. Pretraining: each version with ``pretrain_seeds`` seeds, saving the student at three points of
    its run (a third, two thirds, the end). The time of a point is the training loop's own clock
-   (updates and their data, not the checkpoint writes; ``Pretrainer.elapsed``). The run is stopped
-   and resumed at each point, which gives the same weights as a run straight through.
+   (updates and their data, not the checkpoint writes; ``Pretrainer.elapsed``).
 2. Model choice on the validation split, per version (and for a scratch arm: no pretraining): the
    demo's grid (learning rates x epochs), fine-tuning seed 0, from the final point of pretraining
    seed 0; the best validation accuracy is kept (the first on ties).
@@ -28,7 +27,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +37,25 @@ import torch
 from ..pretraining.recipe import Recipe
 from ..pretraining.trainer import Pretrainer
 from ..training.finetune import accuracy
-from .protocol import DemoTask, Task, _finetune_run, _InProcess, _start_worker, default_workers, demo_recipe, sample_std
+from .protocol import (
+    DemoTask,
+    Pending,
+    Task,
+    _finetune_run,
+    _InProcess,
+    _start_worker,
+    default_workers,
+    demo_recipe,
+    run_pending,
+    sample_std,
+)
 
 VERSION2_RECIPES = {
     "vision": "pretrain2-vision-digits.yaml",
     "audio": "pretrain2-speech-tiny.yaml",
     "text": "pretrain2-text-tiny.yaml",
 }
-VERSION2_STEPS = {"vision": 320, "audio": 400, "text": 800}  # updates of 2.0 within a third of 1.0's time here
+VERSION2_STEPS = {"vision": 1000, "audio": 450, "text": 550}  # updates of 2.0 within a third of 1.0's time here
 VERSIONS = ("1.0", "2.0")
 
 
@@ -60,7 +70,8 @@ class Snapshot:
 @dataclass
 class SnapshotPretraining:
     """``pretraining(seed)``: a fresh run of ``recipe`` with that seed in ``out_dir / <name>-seed<seed>``,
-    stopped (checkpoint saved) and resumed at each of ``steps``; the student at each."""
+    paused (checkpoint saved) at each of ``steps`` to keep the student; the weights are those of a run
+    straight through (the loop's batches and random state do not depend on the pauses)."""
 
     recipe: Recipe
     data: Any
@@ -71,12 +82,11 @@ class SnapshotPretraining:
     def __call__(self, seed: int) -> list[Snapshot]:
         folder = Path(self.out_dir) / f"{self.recipe.name}-seed{seed}"
         shutil.rmtree(folder, ignore_errors=True)
-        recipe = self.recipe.replace(seed=seed)
-        snapshots, done = [], 0
-        for step in self.steps:
-            trainer = Pretrainer(recipe, self.data, folder, resume=done > 0, progress=False, tensorboard=False)
-            try:
-                result = trainer.train(stop_after=step - done)
+        trainer = Pretrainer(self.recipe.replace(seed=seed), self.data, folder, progress=False, tensorboard=False)
+        snapshots = []
+        try:
+            for step in self.steps:
+                result = trainer.train(stop_after=step - trainer.step)  # saves a checkpoint and goes on as if not stopped
                 if result.interrupted:
                     raise SystemExit(f"pretraining was interrupted at update {result.step}; its checkpoint is in {folder}")
                 state = {
@@ -85,9 +95,8 @@ class SnapshotPretraining:
                     if not key.startswith(self.drop_prefixes)
                 }
                 snapshots.append(Snapshot(result.step, trainer.elapsed, state, result.last_log))
-            finally:
-                trainer.close()
-            done = step
+        finally:
+            trainer.close()
         return snapshots
 
 
@@ -160,7 +169,7 @@ def compare_versions(
             runs += [(point, p, f, f"p{p}-f{f}") for p in range(pretrain_seeds) for f in range(curve_finetune_seeds)]
         return runs
 
-    pending: list[tuple[Callable[[], bool], Callable, Callable[[], tuple], Callable[[Any], None]]] = []
+    pending: Pending = []
 
     def after_pretraining(version: str, seed: int) -> Callable[[list[Snapshot]], None]:
         def record(result: list[Snapshot]) -> None:
@@ -214,26 +223,7 @@ def compare_versions(
             ))  # fmt: skip
     total_runs = len(pending)
     log(f"{total_runs} runs: {pretrain_seeds} pretrainings per version, {len(grid_points)} grid points per arm, test runs")
-    running: dict[Future, Callable[[Any], None]] = {}
-    done = 0
-    try:
-        while pending or running:
-            for entry in list(pending):
-                if len(running) >= workers:
-                    break
-                ready, function, arguments, record = entry
-                if ready():
-                    pending.remove(entry)
-                    running[executor.submit(function, *arguments())] = record
-            if not running:
-                raise RuntimeError("the runs wait on each other")  # not reachable: every run's inputs come earlier
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)(future.result())
-                done += 1
-                log(f"    [{done}/{total_runs} runs, {time.time() - started:.0f} s]")
-    finally:
-        executor.shutdown(cancel_futures=True)
+    run_pending(pending, executor, workers, lambda done: log(f"    [{done}/{total_runs} runs, {time.time() - started:.0f} s]"))
 
     curves: dict[str, list[dict[str, Any]]] = {}
     for arm in arms:

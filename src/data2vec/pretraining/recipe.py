@@ -489,17 +489,21 @@ def _build_section(section_class: type, values: Any, where: str):
 
 
 def _recipe_names(stem: str) -> list[str]:
-    """File stems a short recipe name may mean: with and without ``pretrain-``, and with a modality
-    alias replaced by the modality's name (``speech-tiny`` -> ``audio-tiny``)."""
-    bare = stem.removeprefix("pretrain-")
+    """File stems a short recipe name may mean: with and without ``pretrain-`` (``pretrain2-`` names
+    data2vec 2.0 recipes and stays), and with the modality written as any of its names
+    (``speech-tiny`` -> ``audio-tiny``, ``pretrain2-audio-tiny`` -> ``pretrain2-speech-tiny``)."""
+    prefix = "pretrain2-" if stem.startswith("pretrain2-") else ""
+    bare = stem.removeprefix(prefix or "pretrain-")
     modality, _, rest = bare.partition("-")
     bares = [bare]
     try:
-        canonical = get_modality(modality).name
+        names = get_modality(modality).names
     except UnknownModalityError:
-        canonical = modality
-    if rest and canonical != modality:
-        bares.append(f"{canonical}-{rest}")
+        names = ()
+    if rest:
+        bares += [f"{name}-{rest}" for name in names if name != modality]
+    if prefix:
+        return [f"{prefix}{bare}" for bare in bares]
     return [name for bare in bares for name in (bare, f"pretrain-{bare}")]
 
 

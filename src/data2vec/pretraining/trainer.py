@@ -12,6 +12,12 @@ batch of ``data.batch_size`` items cut into processes x update_freq slices, or, 
 then clip, AdamW step, lr schedule step, teacher <- EMA(student): once per update. The logged
 statistics (loss, spreads, masked count, audio seconds) cover the whole update.
 
+A data2vec 2.0 recipe (``version: 2``) changes only the student's side of a micro-batch: each
+sample comes with ``masking.clones`` masks; the teacher runs once per sample and its targets are
+repeated for the masked versions; the student (``StudentWithDecoder``) encodes the visible
+positions of each version and a convolutional decoder predicts the targets at the masked ones
+(plus, for images, the CLS state regresses the mean target: ``loss.cls_weight``).
+
 Runs on one process or under ``torchrun`` (DistributedDataParallel: gloo on CPU, nccl on GPU).
 Every rank holds the whole teacher and updates it from the all-reduced student, so the
 teachers stay identical (checked at every checkpoint). The loss of each micro-batch is divided by
