@@ -269,7 +269,7 @@ def test_the_loss_is_the_scaled_squared_error_at_the_masked_positions(modality, 
 
         torch.manual_seed(1)  # the same noise and dropout in every run
         with hooked(pretrainer.model.head, hook), hooked(pretrainer.model.head, keep_output):
-            loss_sum, prediction, target = pretrainer._micro_batch_loss(batch, visible, masked_total)
+            loss_sum, prediction, target, _ = pretrainer._micro_batch_loss(batch, visible, masked_total)
         return loss_sum, prediction, target
 
     loss_sum, prediction, target = run()
@@ -312,7 +312,7 @@ def test_the_cls_loss_regresses_the_mean_target_of_its_sample(data_folder, tmp_p
         captured_encoder(pretrainer.model.backbone) as calls,
         hooked(pretrainer.model.head, lambda module, args, output: outputs.append(output.detach().double())),
     ):
-        loss_sum, _, _ = pretrainer._micro_batch_loss(batch, visible, masked_total)
+        loss_sum, *_ = pretrainer._micro_batch_loss(batch, visible, masked_total)
     decoded = outputs[0]
     channels = decoded.shape[-1]
     targets = teacher_targets(pretrainer, batch)  # (samples, patches, C)

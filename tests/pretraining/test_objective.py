@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data2vec.pretraining.ema import EMATeacher
-from data2vec.pretraining.objective import RegressionHead, prediction_std, regression_loss, target_std
+from data2vec.pretraining.objective import RegressionHead, position_spread, prediction_std, regression_loss, target_std
 from data2vec.pretraining.targets import average_top_k
 
 
@@ -165,3 +165,23 @@ def test_std_helpers_all_reduce_in_single_process_group(tmp_path):
     finally:
         dist.destroy_process_group()
     assert pooled.item() == pytest.approx(target_std(values).item(), rel=1e-5)
+
+
+def test_position_spread_sees_a_collapse_along_positions():
+    generator = torch.Generator().manual_seed(0)
+    samples = torch.randn(64, 1, 16, generator=generator) * 3.0
+    # every position of a sample carries one vector: nothing varies along the positions
+    assert float(position_spread(samples.expand(-1, 50, -1))) == 0.0
+    # one direction per sample at different scales is still one vector per sample (layer-normalised first)
+    scales = torch.linspace(0.5, 20.0, 50)[None, :, None]
+    assert float(position_spread(samples * scales)) == pytest.approx(0.0, abs=1e-3)
+    # independent positions: each layer-normalised value has variance about 1, the population std
+    # along 50 positions about sqrt(49/50)
+    independent = torch.randn(64, 50, 16, generator=generator) * 3.0 + 5.0
+    assert float(position_spread(independent)) == pytest.approx(math.sqrt(49 / 50), abs=0.05)
+    assert float(position_spread(10 * independent)) == pytest.approx(float(position_spread(independent)), rel=1e-6)
+    # by hand: two positions of two channels, [1, -1] and [-1, 1], layer-normalise to themselves (up to eps)
+    # and each channel's population std along the positions is 1
+    flipped = torch.tensor([[[1.0, -1.0], [-1.0, 1.0]]])
+    assert float(position_spread(flipped)) == pytest.approx(1 / math.sqrt(1 + 1e-5))
+    assert float(position_spread(torch.tensor([[[1.0, -1.0], [1.0, -1.0]]]))) == 0.0

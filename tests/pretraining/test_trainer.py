@@ -198,6 +198,20 @@ def test_collapse_watch_stops_with_advice(data_folder, tmp_path):
     assert (tmp_path / "run" / "loss.png").is_file() == HAS_MATPLOTLIB  # the curves up to the failure
 
 
+def test_collapse_watch_on_the_spread_along_positions(data_folder, tmp_path):
+    """position_spread is logged every update; with collapse.min_position_spread above it the run stops."""
+    recipe = tiny_recipe("text", optim={"total_steps": 2, "warmup_steps": 1})
+    Pretrainer(recipe, data_folder["text"], tmp_path / "run", progress=False).train()
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(0.0 < record["position_spread"] < 1.5 for record in records), records
+    recipe = tiny_recipe(
+        "text", optim={"total_steps": 6, "warmup_steps": 1},
+        collapse={"min_target_std": 0.0, "min_prediction_std": 0.0, "min_position_spread": 10.0, "check_after": 1},
+    )
+    with pytest.raises(CollapseError, match="min_position_spread 10"):
+        Pretrainer(recipe, data_folder["text"], tmp_path / "watched", progress=False).train()
+
+
 def test_cli_reports_collapse(data_folder, tmp_path, capsys):
     values = tiny_recipe_dict(
         "vision", optim={"total_steps": 4, "warmup_steps": 1},

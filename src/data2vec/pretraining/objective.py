@@ -127,3 +127,17 @@ def prediction_std(prediction: torch.Tensor, *, all_reduce: bool = False) -> tor
     """Spread of the student's predictions at the masked positions (N, C), as ``target_std``.
     fairseq aborts when this falls below 0.01 after 5k updates."""
     return _spread(prediction, all_reduce)
+
+
+def position_spread(states: torch.Tensor) -> torch.Tensor:
+    """How much (batch, positions, channels) states vary along the positions of each sample: each
+    position is layer-normalised over its channels (no affine, eps 1e-5), then the population
+    standard deviation along the positions is averaged over samples and channels (float64 scalar).
+
+    About 1 when the positions of a sample point in unrelated directions; near 0 when each sample's
+    positions carry (nearly) one vector, whatever its scale: the collapse along time of fairseq#5239
+    (data2vec 2.0 speech), which ``target_std`` does not show once the targets are
+    instance-normalised over time."""
+    with torch.no_grad():
+        values = F.layer_norm(states.detach().double(), states.shape[-1:], eps=1e-5)
+        return values.std(dim=1, unbiased=False).mean()

@@ -351,10 +351,13 @@ class TextDataSettings(DataSettings):
 class CollapseSettings:
     min_target_std: float = 0.1
     min_prediction_std: float = 0.01
+    # the spread of the teacher's top layer along each sample's positions, each position
+    # layer-normalised (``objective.position_spread``, logged as position_spread); 0 = not watched
+    min_position_spread: float = 0.0
     check_after: int = 5000  # updates before the watch starts
 
     def validate(self) -> None:
-        if self.min_target_std < 0 or self.min_prediction_std < 0 or self.check_after < 0:
+        if self.min_target_std < 0 or self.min_prediction_std < 0 or self.min_position_spread < 0 or self.check_after < 0:
             raise RecipeError("collapse thresholds and check_after must be >= 0")
 
 

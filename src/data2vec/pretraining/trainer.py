@@ -65,7 +65,7 @@ from ..training.plots import ScalarLog, plot_pretraining
 from .data import StepBatches, step_loader
 from .ema import EMATeacher, ema_decay
 from .modalities import ModalityAdapter, adapter_for
-from .objective import RegressionHead, regression_loss, spread_from_sums, spread_sums
+from .objective import RegressionHead, position_spread, regression_loss, spread_from_sums, spread_sums
 from .recipe import DecoderSettings, Recipe
 from .resume import RecipeChanges, check_resume, describe
 from .targets import average_top_k
@@ -523,6 +523,7 @@ class Pretrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = torch.zeros((), dtype=torch.float64, device=self.device)
         target_sums = prediction_sums = 0.0
+        position_sums = torch.zeros((), dtype=torch.float64, device=self.device)
         seconds = None
         for index, batch in enumerate(batches):
             batch_seconds = self.adapter.batch_seconds(batch)
@@ -533,27 +534,29 @@ class Pretrainer:
             last = index == len(batches) - 1
             gradient_sync = self.trained.no_sync() if self.dist.distributed and not last else contextlib.nullcontext()
             with gradient_sync:
-                loss_sum, prediction, target = self._micro_batch_loss(batch, visible, masked_total)
+                loss_sum, prediction, target, along_positions = self._micro_batch_loss(batch, visible, masked_total)
                 (loss_sum * loss_factor).backward()
             loss_total += loss_sum.detach().double()
             target_sums = target_sums + spread_sums(target)
             prediction_sums = prediction_sums + spread_sums(prediction)
+            position_sums = position_sums + along_positions
 
         channels = target.shape[-1]
-        flags = loss_total.new_tensor([float(stop_requested), seconds or 0.0])
-        totals = torch.cat([loss_total[None], flags, target_sums, prediction_sums])
+        flags = loss_total.new_tensor([float(stop_requested), seconds or 0.0, float(len(batches))])
+        totals = torch.cat([loss_total[None], flags, position_sums[None], target_sums, prediction_sums])
         self.dist.all_reduce_sum(totals)  # one all-reduce of every statistic
         masked = float(masked_total[0])
         loss_value = float(totals[0]) / max(masked, 1.0)
-        spread_target = float(spread_from_sums(totals[3 : 4 + 2 * channels]))
-        spread_prediction = float(spread_from_sums(totals[4 + 2 * channels :]))
+        spread_positions = float(totals[4] / totals[3])  # the mean over the micro-batches of every rank
+        spread_target = float(spread_from_sums(totals[5 : 6 + 2 * channels]))
+        spread_prediction = float(spread_from_sums(totals[6 + 2 * channels :]))
         update = self.step + 1
         if not math.isfinite(loss_value):
             raise TrainingDivergedError(
                 f"the loss is {loss_value} at update {update}: lower optim.lr, enable or tighten optim.clip_norm, "
                 f"or use precision fp32; the last good checkpoint is {self.checkpoint_path}"
             )
-        self._watch_collapse(update, spread_target, spread_prediction)
+        self._watch_collapse(update, spread_target, spread_prediction, spread_positions)
 
         grad_norm = None
         if recipe.optim.clip_norm is not None:
@@ -570,6 +573,7 @@ class Pretrainer:
             "ema_decay": decay,
             "target_std": spread_target,
             "prediction_std": spread_prediction,
+            "position_spread": spread_positions,
             "masked": masked,
             "audio_seconds": float(totals[2]) if seconds is not None else None,
             "grad_norm": grad_norm,
@@ -578,9 +582,10 @@ class Pretrainer:
 
     def _micro_batch_loss(
         self, batch: dict[str, torch.Tensor], visible: int | None, masked_total: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(summed loss, predictions, targets) of one micro-batch on the device: the teacher once per
-        sample (float32, no grad), the student on the masked input (or, in 2.0, on each masked version)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(summed loss, predictions, targets, ``position_spread`` of the teacher's top layer) of one
+        micro-batch on the device: the teacher once per sample (float32, no grad), the student on the
+        masked input (or, in 2.0, on each masked version)."""
         recipe = self.recipe
         if recipe.version == 2:
             student_inputs, teacher_inputs, mask = self.adapter.clone_inputs(batch)  # mask (samples x clones, positions)
@@ -615,7 +620,7 @@ class Pretrainer:
             cls_target = targets.mean(dim=1).repeat_interleave(recipe.masking.clones, 0)  # (rows, C)
             cls_loss = regression_loss(cls_state.float(), cls_target, beta=loss.beta, scale=loss.scale, reduction="sum")
             loss_sum = loss_sum + loss.cls_weight * masked_total[0].float() * cls_loss
-        return loss_sum, prediction, target
+        return loss_sum, prediction, target, position_spread(layers[-1])
 
     def _visible_positions(self, batch: dict[str, torch.Tensor]) -> int:
         """The unmasked positions per masked version of a 2.0 batch (counted on the CPU masks, which
@@ -629,7 +634,7 @@ class Pretrainer:
             )
         return int(visible.flatten()[0])
 
-    def _watch_collapse(self, update: int, spread_target: float, spread_prediction: float) -> None:
+    def _watch_collapse(self, update: int, spread_target: float, spread_prediction: float, spread_positions: float) -> None:
         watch = self.recipe.collapse
         if update <= watch.check_after:
             return
@@ -639,6 +644,11 @@ class Pretrainer:
         if spread_prediction < watch.min_prediction_std:
             problems.append(
                 f"prediction std {spread_prediction:.4g} < collapse.min_prediction_std {watch.min_prediction_std:g}"
+            )
+        if spread_positions < watch.min_position_spread:
+            problems.append(
+                f"position spread {spread_positions:.4g} < collapse.min_position_spread {watch.min_position_spread:g} "
+                "(each sample's positions carry nearly one vector)"
             )
         if not problems:
             return
@@ -677,7 +687,9 @@ class Pretrainer:
             dynamic_ncols=True, disable=not (self.progress and self.dist.is_main),
         )
         stop = _StopFlag()
-        window: dict[str, list[float]] = {"loss": [], "target_std": [], "prediction_std": [], "audio_seconds": []}
+        window: dict[str, list[float]] = {
+            "loss": [], "target_std": [], "prediction_std": [], "position_spread": [], "audio_seconds": []
+        }
         last_log, interrupted, saved_at = None, False, -1
         started = time.perf_counter()
         with stop.installed():
@@ -705,6 +717,7 @@ class Pretrainer:
                             "ema_decay": stats["ema_decay"],
                             "target_std": float(np.mean(window["target_std"])),
                             "prediction_std": float(np.mean(window["prediction_std"])),
+                            "position_spread": float(np.mean(window["position_spread"])),
                             "seconds": round(self.elapsed, 3),
                         }
                         if window["audio_seconds"]:  # per update
