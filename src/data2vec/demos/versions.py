@@ -100,10 +100,6 @@ class SnapshotPretraining:
         return snapshots
 
 
-def _pretrain_snapshots(pretraining: SnapshotPretraining, seed: int) -> list[Snapshot]:
-    return pretraining(seed)
-
-
 def thirds(total: int) -> tuple[int, ...]:
     """The points of a run of ``total`` updates where the student is kept: a third, two thirds, the end."""
     return tuple(sorted({max(1, round(total / 3)), max(1, round(2 * total / 3)), total}))
@@ -201,8 +197,7 @@ def compare_versions(
 
     for seed in range(pretrain_seeds):  # the versions' pretrainings side by side
         for version in recipes:
-            pending.append((lambda: True, _pretrain_snapshots, lambda v=version, s=seed: (pretrainings[v], s),
-                            after_pretraining(version, seed)))  # fmt: skip
+            pending.append((lambda: True, pretrainings[version], lambda s=seed: (s,), after_pretraining(version, seed)))
     for arm in arms:
         for lr, epochs in grid_points:
             pending.append((
