@@ -172,6 +172,18 @@ class _InProcess:
         pass
 
 
+def make_executor(task: Task, workers: int, log: Callable[[str], None] = print) -> Any:
+    """Where the runs of ``task`` go: this process (``workers`` 1), or ``workers`` spawned processes
+    with ``cores // workers`` threads each, every one holding ``task``."""
+    if workers <= 1:
+        return _InProcess(task)
+    threads = max(1, torch.get_num_threads() // workers)
+    log(f"{workers} worker processes with {threads} thread{'s' if threads > 1 else ''} each")
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(task, threads)
+    )
+
+
 def default_workers() -> int:
     """One worker process per usable CPU core, at most 8: the demos' tiny models use two
     single-thread processes better than one process with two threads."""
@@ -213,12 +225,7 @@ def compare(
     started = time.time() if started is None else started
     workers = default_workers() if workers is None else max(1, workers)
     task = Task(pretrain, build, train, validation, settings, input_name, augment, progress=workers <= 1)
-    if workers <= 1:
-        executor: Any = _InProcess(task)
-    else:
-        threads = max(1, torch.get_num_threads() // workers)
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(task, threads))
-        log(f"{workers} worker processes with {threads} thread{'s' if threads > 1 else ''} each")
+    executor = make_executor(task, workers, log)
 
     pretrained: dict[int, Pretrained] = {}
     grid_points = grid.points()

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import shutil
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +40,9 @@ from .protocol import (
     Pending,
     Task,
     _finetune_run,
-    _InProcess,
-    _start_worker,
     default_workers,
     demo_recipe,
+    make_executor,
     run_pending,
     sample_std,
 )
@@ -132,14 +129,7 @@ def compare_versions(
     }
     shared = Task(None, task.classifier, task.splits["train"], task.splits["validation"], task.settings,
                   task.input_name, task.augment, progress=workers <= 1)  # fmt: skip
-    if workers <= 1:
-        executor: Any = _InProcess(shared)
-    else:
-        threads = max(1, torch.get_num_threads() // workers)
-        executor = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(shared, threads)
-        )
-        log(f"{workers} worker processes with {threads} thread{'s' if threads > 1 else ''} each")
+    executor = make_executor(shared, workers, log)
     test = task.splits["test"]
     grid_points = task.grid.points()
 
