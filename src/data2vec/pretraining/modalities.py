@@ -15,8 +15,8 @@ The rest is shared: the student's final states, and the teacher's top-K layer ou
 
 data2vec 2.0 (``recipe.version == 2``) asks two more things of an adapter: the shape of the
 positions a mask covers (``mask_grid``: frames, tokens, or the patch grid) and the student's
-embedding of each sample repeated for its masked versions (``embed_clones``; audio puts the mask
-embedding in before its positional convolution). Masks of 2.0 are ``sample_clone_masks``:
+embedding for the masked versions (``embed_clones``: once per sample; audio, which puts the mask
+embedding in before its positional convolution, once per masked version). Masks of 2.0 are ``sample_clone_masks``:
 (batch, clones, positions), drawn with the same per-item seeds.
 
 ``positions`` are frames (audio), patches without CLS (vision) or tokens (text). Masks are
@@ -27,7 +27,6 @@ whole batch (audio's ``require_same_masks``) reads the group's seeds (``group_ma
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 from collections.abc import Callable
@@ -181,11 +180,10 @@ class ModalityAdapter:
         return inputs, inputs, batch["mask"].flatten(0, 1)
 
     def embed_clones(self, backbone: nn.Module, inputs: Batch, mask: torch.Tensor):
-        """The student's ``Embedded`` for the masked versions: each sample embedded once and
-        repeated for its clones (rows = mask's rows, sample-major), all positions still there."""
-        embedded = backbone.embed(**inputs)
-        clones = mask.shape[0] // embedded.hidden_states.shape[0]
-        return dataclasses.replace(embedded, hidden_states=embedded.hidden_states.repeat_interleave(clones, 0))
+        """The student's ``Embedded`` for the masked versions (mask: (rows, positions), rows = samples x
+        clones, sample-major), all positions still there: one row per sample when the embedding does
+        not depend on the mask (it then serves every clone), or one per row of ``mask``."""
+        return backbone.embed(**inputs)
 
     # -- export
     def export_backbone(self, config) -> tuple[nn.Module, tuple[str, ...]]:

@@ -228,15 +228,16 @@ class StudentWithDecoder(nn.Module):
         """``mask``: (rows, positions), True = masked, ``visible`` unmasked positions in every row
         (rows = samples x clones, sample-major). Returns the predictions at the masked positions
         (masked, target dim), row by row, and the encoder's first extra token (CLS) per row, or None."""
-        embedded = self.adapter.embed_clones(self.backbone, inputs, mask)  # (rows, extra + positions, hidden)
+        embedded = self.adapter.embed_clones(self.backbone, inputs, mask)  # (samples or rows, extra + positions, hidden)
         extra = self.adapter.extra_tokens
         rows, length = mask.shape
         # the visible positions of each row in order (a stable sort puts the unmasked ones first)
         kept = mask.to(torch.uint8).argsort(dim=1, stable=True)[:, :visible]  # (rows, visible)
         leading = torch.arange(extra, device=mask.device).expand(rows, extra)
         positions = torch.cat([leading, kept + extra], dim=1)  # (rows, extra + visible) in the embedded sequence
-        hidden = embedded.hidden_states
-        hidden = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
+        # row r masks embedded row r // (rows / embedded rows): a sample embedded once serves all its clones
+        source = torch.arange(rows, device=mask.device) // (rows // embedded.hidden_states.shape[0])
+        hidden = embedded.hidden_states[source[:, None], positions]  # (rows, extra + visible, hidden)
         result = self.backbone.run_encoder(dataclasses.replace(embedded, hidden_states=hidden), positions=positions)
         states = result.last_hidden_state  # (rows, extra + visible, hidden)
         seen = self.input_dropout(states[:, extra:])
@@ -603,7 +604,9 @@ class Pretrainer:
         loss = recipe.loss
         if recipe.version == 2:
             clones = recipe.masking.clones
-            target = targets.repeat_interleave(clones, 0)[mask]  # (masked, C): each sample's targets for its clones
+            # (masked, C): each sample's targets at the masked positions of each of its clones, without
+            # a copy of the targets per clone
+            target = targets[:, None].expand(-1, clones, -1, -1)[mask.view(-1, clones, mask.shape[-1])]
             with autocast_context(recipe.precision, self.device):
                 prediction, cls_state = self.trained(student_inputs, mask, visible)
         else:
