@@ -41,7 +41,9 @@ class Arm:
         self.batch = self.to_device(batch)
         self.samples = [self.to_device(sample) for sample in samples]
         if self.case.training:
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
+            # fused: what both libraries' training loops use (transformers' Trainer defaults to
+            # adamw_torch_fused with torch >= 2.8; data2vec's fine-tuning loop asks for it)
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5, fused=True)
         self.peak_rss_resets = device == "cpu" and measure.peak_rss_resets()
 
     def to_device(self, inputs: dict) -> dict:

@@ -185,12 +185,22 @@ class Attention(nn.Module):
             return self.out_proj(context), None, present
         if attention_bias is not None:
             attention_bias = attention_bias.to(query.dtype)
-        if output_attentions:
-            scores = query @ key.transpose(-1, -2) * self.head_dim**-0.5  # (batch, heads, queries, keys)
+        trained_bias_on_cpu = (
+            attention_bias is not None and attention_bias.requires_grad and query.device.type == "cpu"
+        )
+        if output_attentions or trained_bias_on_cpu:
+            # Written out: for the probabilities, and for a bias that is being trained (the
+            # relative position tables) on the CPU, where SDPA has no fused kernel that gives
+            # the bias a gradient and falls back to a math path with extra passes (a scaled copy
+            # of the keys, and a masked-row check of every score). The queries are scaled
+            # (head_dim wide) instead of the scores (keys wide).
+            scores = (query * self.head_dim**-0.5) @ key.transpose(-1, -2)  # (batch, heads, queries, keys)
             if attention_bias is not None:
-                scores = scores + attention_bias
+                scores = scores.add_(attention_bias)  # in place: the product's backward does not read it
             probabilities = scores.softmax(dim=-1)
             context = F.dropout(probabilities, p=dropout, training=self.training) @ value
+            if not output_attentions:
+                probabilities = None
         else:
             probabilities = None
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_bias, dropout_p=dropout)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import Attention, KeyValue
+from .attention import Attention, BlockDiagonal, KeyValue
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -72,6 +72,15 @@ class DropPath(nn.Module):
         mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
         return x * mask / keep
 
+    def kept_samples(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor | None:
+        """In training with a rate > 0: the indices of the samples whose branch is kept this time,
+        on ``device``; None when every branch is kept unscaled (evaluation, rate 0). Drawn from the
+        CPU generator, so that the number kept (a shape) is known without waiting for the device."""
+        if not self.training or self.rate == 0.0:
+            return None
+        kept = torch.empty(batch).bernoulli_(1.0 - self.rate).nonzero().squeeze(1)
+        return kept.to(device, non_blocking=True)  # from pageable memory: staged by the driver, no stream sync
+
 
 class MLP(nn.Module):
     """fc1 -> activation -> dropout -> fc2 (the block's feed-forward network)."""
@@ -106,7 +115,9 @@ class BlockOutput(NamedTuple):
     attention: torch.Tensor | None = None  # self-attention probabilities when asked for
     cross_attention: torch.Tensor | None = None
     present_key_value: tuple[KeyValue, ...] | None = None  # (self,) or (self, cross) when caching
-    feed_forward_output: torch.Tensor | None = None  # fc2 output before dropout, residual and norm
+    # fc2 output before dropout, residual and norm (pre-norm block in training with drop path:
+    # zeros for the samples whose feed-forward branch was dropped, as it was not computed)
+    feed_forward_output: torch.Tensor | None = None
 
 
 class PostNormBlock(nn.Module):
@@ -211,9 +222,38 @@ class PreNormBlock(nn.Module):
         else:
             self.attention_scale = self.mlp_scale = None
 
-    def _branch(self, output: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    def _kept_samples(self, batch: int, device: torch.device, every_sample: bool) -> torch.Tensor | None:
+        """The samples a branch runs on (see ``DropPath.kept_samples``); None: all of them, unscaled.
+        With ``every_sample`` (e.g. the probabilities of every sample are asked for), or under
+        ``torch.compile`` (no data-dependent shapes), every sample runs and drop path multiplies
+        by its mask."""
+        if every_sample or torch.compiler.is_compiling():
+            return None
+        return self.drop_path.kept_samples(batch, device)
+
+    def _add_branch(
+        self, hidden_states: torch.Tensor, output: torch.Tensor, scale: torch.Tensor | None, kept: torch.Tensor | None
+    ) -> torch.Tensor:
+        """hidden_states + drop_path(scale * dropout(output)), where ``output`` was computed for the
+        ``kept`` rows only (all rows when None): the dropped samples keep their stream as it is."""
         output = self.dropout(output)
-        return self.drop_path(output if scale is None else scale * output)
+        if kept is None:
+            if self.training and self.drop_path.rate > 0:  # the mask path: compiled or asked for attentions
+                return hidden_states + self.drop_path(output if scale is None else scale * output)
+            return hidden_states + (output if scale is None else scale * output)
+        factor = 1.0 / (1.0 - self.drop_path.rate)
+        weighted = output * (factor if scale is None else scale * factor)  # one pass over the branch
+        if len(kept) == hidden_states.shape[0]:
+            return hidden_states + weighted
+        return hidden_states.index_add(0, kept, weighted)
+
+    @staticmethod
+    def _rows(tensor: torch.Tensor | None, kept: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """The kept samples of a (batch, ...) tensor; a tensor broadcast over the batch, or all
+        samples kept, as it is."""
+        if tensor is None or kept is None or len(kept) == batch or tensor.shape[0] != batch:
+            return tensor
+        return tensor.index_select(0, kept)  # its gradient: an index_add
 
     def forward(
         self,
@@ -232,11 +272,22 @@ class PreNormBlock(nn.Module):
                 "the pre-norm block has no cross attention and no key/value cache: "
                 "encoder_hidden_states, past_key_values and use_cache are for post-norm decoders"
             )
+        # Stochastic depth: a dropped sample's branch is not computed at all (not computed, then
+        # multiplied by zero); each branch draws its own kept samples.
+        batch = hidden_states.shape[0]
+        # packed sequences (one row holding several samples) are dropped as one, by the mask
+        every_sample = output_attentions or isinstance(attention_bias, BlockDiagonal)
+        kept = self._kept_samples(batch, hidden_states.device, every_sample)
         attended, probabilities, _ = self.attention(
-            self.attention_norm(hidden_states), attention_bias, output_attentions=output_attentions
+            self.attention_norm(self._rows(hidden_states, kept, batch)),
+            self._rows(attention_bias, kept, batch) if isinstance(attention_bias, torch.Tensor) else attention_bias,
+            output_attentions=output_attentions,
         )
-        hidden_states = hidden_states + self._branch(attended, self.attention_scale)
+        hidden_states = self._add_branch(hidden_states, attended, self.attention_scale, kept)
         del attended  # not kept alive through the feed-forward (the peak of memory)
-        feed_forward = self.mlp(self.mlp_norm(hidden_states))
-        hidden_states = hidden_states + self._branch(feed_forward, self.mlp_scale)
+        kept = self._kept_samples(batch, hidden_states.device, every_sample)
+        feed_forward = self.mlp(self.mlp_norm(self._rows(hidden_states, kept, batch)))
+        hidden_states = self._add_branch(hidden_states, feed_forward, self.mlp_scale, kept)
+        if kept is not None and len(kept) < batch:  # the dropped samples' rows: zeros
+            feed_forward = feed_forward.new_zeros(hidden_states.shape).index_copy(0, kept, feed_forward)
         return BlockOutput(hidden_states, probabilities, feed_forward_output=feed_forward)
