@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--cases", help=f"comma-separated, of: {', '.join(BY_NAME)} (default: all)")
     add("--rounds", type=int, help="timed runs per library (default 10; quick 5)")
     add(
+        "--pairs", type=int, default=1,
+        help="fresh pairs of worker processes per case, each timing --rounds runs (default 1): a process's "
+        "memory layout can make all its runs a few percent faster or slower, which only new processes show",
+    )  # fmt: skip
+    add(
         "--warmup", type=int, help="untimed runs per library first (default 2; quick 1)"
     )
     add("--threads", type=int, default=cores, help=f"default: all cores ({cores})")
@@ -77,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         options.warmup = 1 if options.quick else 2
     if options.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if options.pairs < 1:
+        parser.error("--pairs must be at least 1")
     if options.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
     return options
@@ -181,7 +188,9 @@ def interleaved(workers: list[Worker], warmup: int, rounds: int) -> dict[str, li
     return seconds
 
 
-def bench_case(case: Case, folder: str, workers: list[Worker], options) -> dict:
+def bench_case(case: Case, folder: str, workers: list[Worker], options, new_workers=None) -> dict:
+    """Check, count FLOPs, time and measure memory with ``workers``; with ``--pairs`` above 1,
+    ``new_workers()`` gives the further pairs, which load the same folder and time again."""
     reference, ours = workers
     result = {
         "case": case.name,
@@ -202,6 +211,19 @@ def bench_case(case: Case, folder: str, workers: list[Worker], options) -> dict:
     seconds = interleaved(workers, options.warmup, options.rounds)
     # the allocator's state makes one measurement vary (glibc's heap): the median of three
     memory = {w.library: [w.ask("memory") for _ in range(MEMORY_RUNS)] for w in workers}
+    pair_seconds = [seconds]
+    for pair in range(2, options.pairs + 1):
+        for w in workers:
+            w.close()
+        workers[:] = new_workers()
+        log(f"[{case.name}] pair {pair} of {options.pairs}: fresh workers, {options.rounds} timed runs each")
+        for w in workers:
+            w.ask(*load)
+        pair_seconds.append(interleaved(workers, options.warmup, options.rounds))
+    seconds = {lib: [s for one in pair_seconds for s in one[lib]] for lib in seconds}
+    result["pair_ratios"] = [
+        statistics.median(one["reference"]) / statistics.median(one["ours"]) for one in pair_seconds
+    ]
     result["memory_method"] = memory["reference"][0][1]
     result["peak_memory_runs_mb"] = {lib: [m[0] / 2**20 for m in runs] for lib, runs in memory.items()}
     result["peak_memory_mb"] = {lib: statistics.median(runs) for lib, runs in result["peak_memory_runs_mb"].items()}
@@ -225,6 +247,7 @@ COLUMNS = [  # (title, width, text of a measured case)
     ("ours ms", 9, lambda r: f"{r['median_ms']['ours']:.1f}"),
     ("ref/ours", 9, lambda r: f"{r['ratio']:.2f}x"),
     ("spread", 11, lambda r: "{min:.2f}-{max:.2f}".format(**r["round_ratios"])),
+    ("pairs", 11, lambda r: "{:.2f}-{:.2f}".format(min(r["pair_ratios"]), max(r["pair_ratios"]))),
     ("GFLOP/s ref", 12, lambda r: f"{r['gflops']['reference']:.1f}"),
     ("ours", 7, lambda r: f"{r['gflops']['ours']:.1f}"),
     ("% peak ref", 11, lambda r: f"{100 * r['fraction_of_peak']['reference']:.0f}%"),
@@ -276,6 +299,10 @@ def report(summary: dict) -> str:
     lines += [
         "",
         "spread: min-max over rounds of reference time / our time",
+        (
+            f"pairs: min-max over the {settings['pairs']} fresh worker pairs of their median ratio (all rounds "
+            "pooled for the medians)"
+        ),
         "GFLOP/s: FLOPs of the real (unpadded) work / median time",
         f"peak MB: median of {MEMORY_RUNS} runs' memory above the loaded, touched model ({memory})",
     ]
@@ -291,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     peak_size = 8192 if options.device == "cuda" else 2048
     settings = {
         key: getattr(options, key)
-        for key in ("quick", "rounds", "warmup", "threads", "device", "dtype", "fixed_mmap_threshold")
+        for key in ("quick", "rounds", "pairs", "warmup", "threads", "device", "dtype", "fixed_mmap_threshold")
     }
     settings.update(atol=ATOL, rtol_training_scalars=RTOL_SCALARS, weight_noise=NOISE)
     summary = {
@@ -310,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 log(f"[{case.name}] building and saving the reference model")
                 folder = save_reference(case, options.quick, root)
-                summary["cases"].append(bench_case(case, folder, workers, options))
+                summary["cases"].append(
+                    bench_case(
+                        case, folder, workers, options,
+                        lambda: [Worker(context, lib, options.threads) for lib in LIBRARIES],
+                    )
+                )  # fmt: skip
             except Exception as error:  # noqa: BLE001 (report it, go on to the next case)
                 log(f"[{case.name}] ERROR: {error}")
                 first_line = str(error).splitlines()[0]

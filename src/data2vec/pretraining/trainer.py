@@ -689,7 +689,7 @@ class Pretrainer:
             total=total, initial=self.step, desc=f"pretrain {recipe.modality}", unit="step",
             dynamic_ncols=True, disable=not (self.progress and self.dist.is_main),
         )
-        stop = _StopFlag()
+        stop = StopFlag()
         window: dict[str, list[float]] = {
             "loss": [], "target_std": [], "prediction_std": [], "position_spread": [], "audio_seconds": []
         }
@@ -769,7 +769,7 @@ def _in_groups(items, size: int):
             group = []
 
 
-class _StopFlag:
+class StopFlag:
     """SIGINT / SIGTERM ask the loop to stop after the current update; a second SIGINT quits at once."""
 
     def __init__(self) -> None:

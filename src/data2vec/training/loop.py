@@ -62,7 +62,7 @@ from tqdm.auto import tqdm
 
 from ..core.modeling import set_input_validation
 from ..core.optim import parameter_groups
-from ..pretraining.trainer import DistributedContext, _StopFlag, rng_state, seed_everything, set_rng_state
+from ..pretraining.trainer import DistributedContext, StopFlag, rng_state, seed_everything, set_rng_state
 from .plots import ScalarLog, plot_finetuning
 
 logger = logging.getLogger(__name__)
@@ -443,7 +443,7 @@ class Trainer:
             disable=not (self.progress and self.dist.is_main),
         )
         self.model.train()
-        stop = _StopFlag()
+        stop = StopFlag()
         losses: list[float] = []
         interrupted = checked = False
         steps = self._steps()
