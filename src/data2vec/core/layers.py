@@ -47,6 +47,15 @@ ACTIVATIONS = {
 }
 
 
+# the same functions, overwriting their input (for forwards without autograd)
+IN_PLACE_ACTIVATIONS: dict[Callable, Callable] = {
+    F.gelu: torch.ops.aten.gelu_,
+    _gelu_tanh: lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    F.relu: torch.relu_,
+    F.silu: lambda x: F.silu(x, inplace=True),
+}
+
+
 def activation(name: str, functions: Mapping[str, Callable] = ACTIVATIONS) -> Callable:
     """The function the reference calls ``name``, from ``functions`` (this framework's, by
     un-aliased name: ``ACTIVATIONS``, or the Keras port's)."""
@@ -93,7 +102,13 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(intermediate_size, hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_dropout(self.act(self.fc1(x))))
+        hidden = self.fc1(x)  # (..., intermediate): the largest activation of a block
+        in_place = IN_PLACE_ACTIVATIONS.get(self.act)
+        if in_place is not None and not torch.is_grad_enabled() and not torch.jit.is_tracing():
+            # without autograd nothing needs fc1's output after the activation: overwrite it
+            # instead of allocating a second tensor of that size (less memory, fewer page faults)
+            return self.fc2(self.activation_dropout(in_place(hidden)))
+        return self.fc2(self.activation_dropout(self.act(hidden)))
 
 
 def block_arguments(config: Any, hidden_dropout: float, attention_dropout: float) -> dict[str, Any]:

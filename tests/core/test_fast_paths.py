@@ -1,11 +1,11 @@
-"""The training-step fast paths of the pre-norm (vision) block, each against the formula it
-replaces:
+"""The fast paths of the blocks, each against the formula it replaces:
 
 - stochastic depth computes a branch only for the samples it keeps (``DropPath.kept_samples``),
   instead of computing every sample and multiplying the dropped ones by zero;
 - attention with a trained additive bias on the CPU is written out instead of going through
   SDPA's math fallback;
-- the relative position bias is gathered contiguous in (heads, tokens, tokens).
+- the relative position bias is gathered contiguous in (heads, tokens, tokens);
+- without autograd, the feed-forward activation overwrites fc1's output.
 
 Float64 throughout, so that the comparisons are exact up to summation order.
 """
@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import data2vec
 from data2vec.core.attention import Attention
-from data2vec.core.layers import DropPath, PreNormBlock
+from data2vec.core.layers import ACTIVATIONS, IN_PLACE_ACTIVATIONS, MLP, DropPath, PreNormBlock
 from data2vec.vision.embeddings import RelativePositionBias, relative_position_index
 from tests.helpers import add_noise
 
@@ -228,3 +228,32 @@ def test_vision_attention_runs_on_a_fused_kernel(dtype):
     torch.testing.assert_close(out.float().cpu(), expected, rtol=0, atol=tolerance * float(expected.abs().max()))
     for name, parameter in gpu.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+
+
+# ------------------------------------------------------------------- in-place activation
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_pytorch_tanh", "relu", "silu"])
+def test_in_place_activation_equals_the_function(name):
+    x = torch.randn(3, 5, 7, dtype=torch.float64)
+    expected = ACTIVATIONS[name](x)
+    assert torch.equal(IN_PLACE_ACTIVATIONS[ACTIVATIONS[name]](x.clone()), expected)
+
+
+def test_mlp_overwrites_fc1_output_only_without_autograd(monkeypatch):
+    """No grad: the in-place activation runs and the output is bit-equal to the out-of-place
+    one; with grad: the out-of-place function runs (autograd needs fc1's output)."""
+    torch.manual_seed(0)
+    mlp = add_noise(MLP(HIDDEN, FFN, "gelu")).double()
+    x = torch.randn(2, LENGTH, HIDDEN, dtype=torch.float64)
+    with torch.no_grad():
+        expected = mlp.fc2(F.gelu(mlp.fc1(x)))
+    calls = []
+    in_place = IN_PLACE_ACTIVATIONS[F.gelu]
+    monkeypatch.setitem(IN_PLACE_ACTIVATIONS, F.gelu, lambda t: calls.append(t.data_ptr()) or in_place(t))
+    with torch.no_grad():
+        assert torch.equal(mlp(x), expected)
+    assert len(calls) == 1
+    out = mlp(x)
+    assert len(calls) == 1 and out.requires_grad
+    torch.testing.assert_close(out.detach(), expected, rtol=0, atol=0)
