@@ -204,6 +204,9 @@ class Attention(nn.Module):
         else:
             probabilities = None
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_bias, dropout_p=dropout)
+        # the q/k/v buffer (3 x hidden per token) is not kept alive through the output projection
+        # (a cache keeps its own references in ``present``)
+        query = key = value = None
         batch, _, length, _ = context.shape
         context = context.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
         return self.out_proj(context), probabilities, present
