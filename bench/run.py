@@ -329,20 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     log(f"measuring the {options.dtype} matmul peak ({peak_size}^3)")
     peak_before = measure.matmul_peak_gflops(options.device, dtype, peak_size)
     context = multiprocessing.get_context("spawn")
+
+    def new_pair() -> list[Worker]:
+        return [Worker(context, lib, options.threads) for lib in LIBRARIES]
+
     workers = None
     with tempfile.TemporaryDirectory(prefix="data2vec-bench-") as root:
         for case in options.cases:
             if workers is None:  # they import their library while the model is built
-                workers = [Worker(context, lib, options.threads) for lib in LIBRARIES]
+                workers = new_pair()
             try:
                 log(f"[{case.name}] building and saving the reference model")
                 folder = save_reference(case, options.quick, root)
-                summary["cases"].append(
-                    bench_case(
-                        case, folder, workers, options,
-                        lambda: [Worker(context, lib, options.threads) for lib in LIBRARIES],
-                    )
-                )  # fmt: skip
+                summary["cases"].append(bench_case(case, folder, workers, options, new_pair))
             except Exception as error:  # noqa: BLE001 (report it, go on to the next case)
                 log(f"[{case.name}] ERROR: {error}")
                 first_line = str(error).splitlines()[0]

@@ -252,10 +252,8 @@ class PreNormBlock(nn.Module):
         """hidden_states + drop_path(scale * dropout(output)), where ``output`` was computed for the
         ``kept`` rows only (all rows when None): the dropped samples keep their stream as it is."""
         output = self.dropout(output)
-        if kept is None:
-            if self.training and self.drop_path.rate > 0:  # the mask path: compiled or asked for attentions
-                return hidden_states + self.drop_path(output if scale is None else scale * output)
-            return hidden_states + (output if scale is None else scale * output)
+        if kept is None:  # every row computed; in training, drop path multiplies by its mask (a no-op in eval)
+            return hidden_states + self.drop_path(output if scale is None else scale * output)
         factor = 1.0 / (1.0 - self.drop_path.rate)
         weighted = output * (factor if scale is None else scale * factor)  # one pass over the branch
         if len(kept) == hidden_states.shape[0]:
@@ -263,9 +261,9 @@ class PreNormBlock(nn.Module):
         return hidden_states.index_add(0, kept, weighted)
 
     @staticmethod
-    def _rows(tensor: torch.Tensor | None, kept: torch.Tensor | None, batch: int) -> torch.Tensor | None:
-        """The kept samples of a (batch, ...) tensor; a tensor broadcast over the batch, or all
-        samples kept, as it is."""
+    def _rows(tensor, kept: torch.Tensor | None, batch: int):
+        """The kept samples of a (batch, ...) tensor; a tensor broadcast over the batch, all samples
+        kept (``kept`` None: also any other bias, e.g. packed rows), or None, as it is."""
         if tensor is None or kept is None or len(kept) == batch or tensor.shape[0] != batch:
             return tensor
         return tensor.index_select(0, kept)  # its gradient: an index_add
@@ -295,7 +293,7 @@ class PreNormBlock(nn.Module):
         kept = self._kept_samples(batch, hidden_states.device, every_sample)
         attended, probabilities, _ = self.attention(
             self.attention_norm(self._rows(hidden_states, kept, batch)),
-            self._rows(attention_bias, kept, batch) if isinstance(attention_bias, torch.Tensor) else attention_bias,
+            self._rows(attention_bias, kept, batch),
             output_attentions=output_attentions,
         )
         hidden_states = self._add_branch(hidden_states, attended, self.attention_scale, kept)
