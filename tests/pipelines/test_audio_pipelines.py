@@ -429,6 +429,33 @@ def test_speaker_embeddings_and_trial_scores_equal_the_model(xvector, wavs):
     assert_pieces_unchanged_by_padding(batched, wavs)
 
 
+def test_speaker_trials_embed_each_recording_once(xvector, wavs):
+    """A reference scored against every file, then every pair of files: 3 recordings in 5 trials
+    (10 recordings if each trial embedded its own two), with the scores of trials run alone."""
+    pipe = pipeline("speaker-verification", model=xvector, batch_size=2)
+    embedded = []
+    forward = pipe.forward
+
+    def counting(batch, **options):
+        embedded.append(len(batch["input_values"]))
+        return forward(batch, **options)
+
+    pipe.forward = counting
+    files = [str(wav) for wav in wavs]
+    trials = [(file, files[0]) for file in files[1:]] + list(itertools.combinations(files, 2))
+    results = pipe(trials)
+    assert sum(embedded) == 3 and len(results) == 5
+    alone = pipeline("speaker-verification", model=xvector)
+    for trial, result in zip(trials, results, strict=True):
+        assert math.isclose(result["score"], alone(trial)["score"], abs_tol=1e-6)
+    # a waveform passed twice as one object is embedded once; equal copies are two recordings
+    waveform = load_audio(wavs[1], sampling_rate=MODEL_RATE)
+    embedded.clear()
+    same, copies = pipe([(waveform, waveform), (waveform, waveform.copy())])
+    assert sum(embedded) == 2 and math.isclose(same["score"], 1.0, abs_tol=1e-6)
+    assert math.isclose(copies["score"], 1.0, abs_tol=1e-6)
+
+
 def test_speaker_verification_command_scores_against_a_reference_or_every_pair(commands, xvector, wavs, capsys):
     pipe = pipeline("speaker-verification", model=xvector)
     lines = commands("speaker-verification")  # --reference file 0 --threshold 0.9 on files 1 and 2

@@ -442,16 +442,41 @@ class SpeakerVerificationPipeline(AudioPipeline):
         removed = sum(dilation * (kernel - 1) for kernel, dilation in zip(config.tdnn_kernel, config.tdnn_dilation))
         return minimum_input_length(config, frames=removed + 2)
 
+    @staticmethod
+    def recordings(item: Any) -> tuple[Any, ...]:
+        """The recordings of one input: one, or the two of a trial."""
+        if not isinstance(item, tuple):
+            return (item,)
+        if len(item) != 2:
+            raise ValueError(f"a speaker verification trial is a tuple of two recordings, got a tuple of {len(item)}")
+        return item
+
     def preprocess(self, item: Any, **options: Any) -> list[dict[str, Any]]:
-        audios = item if isinstance(item, tuple) else (item,)
-        if len(audios) != 2 and isinstance(item, tuple):
-            raise ValueError(f"a speaker verification trial is a tuple of two recordings, got a tuple of {len(audios)}")
         pieces = []
-        for audio in audios:
+        for audio in self.recordings(item):
             waveform = self.waveform(audio)
             self.check_length(waveform, audio)
             pieces.append(self.piece(waveform))
         return pieces
+
+    def _run_window(self, items: Sequence[Any], options: dict[str, Any]) -> list[Any]:
+        """Each distinct recording of the window (a file path, or one and the same object) is
+        read and embedded once: trials that share one (``--reference``, every pair of n files)
+        reuse its embedding instead of computing it per trial."""
+        keys_of, distinct = [], {}
+        for item in items:
+            keys = []
+            for audio in self.recordings(item):
+                key = ("file", os.fspath(audio)) if isinstance(audio, (str, os.PathLike)) else ("object", id(audio))
+                distinct.setdefault(key, audio)
+                keys.append(key)
+            keys_of.append(keys)
+        embedded = super()._run_window(list(distinct.values()), options)
+        embedding_of = {key: torch.tensor(result["embedding"]) for key, result in zip(distinct, embedded)}
+        return [
+            self.postprocess(item, [], [embedding_of[key] for key in keys], **options)
+            for item, keys in zip(items, keys_of)
+        ]
 
     def unbatch(self, outputs: Any, pieces: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
         return list(outputs.embeddings.float().cpu())  # each (xvector_output_dim,)
