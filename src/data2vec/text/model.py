@@ -255,6 +255,46 @@ class _TextHeadModel(HeadModel):
         return self.predict(self.run_backbone(locals()), labels)
 
 
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits in float32 for the loss's softmax; float32 and float64 as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+class _LinearSkippingZeroRows(torch.autograd.Function):
+    """``F.linear(x, weight, bias)`` whose backward multiplies only the rows of the output gradient
+    that are not all zero. A masked-LM loss reads the logits at the scored positions only (15%), so
+    the other rows' gradient is zero and the vocabulary projection's two backward products (each as
+    large as its forward) would be 85% multiplications by zero. Exact: a zero row adds nothing to
+    the weight's gradient and gives its input row a zero gradient; only the summation order of the
+    weight gradient differs from the dense product."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        flat_x = x.reshape(-1, x.shape[-1])
+        rows = flat_grad.any(dim=-1).nonzero().squeeze(1)  # the rows the loss reads
+        every_row = len(rows) == len(flat_grad)  # e.g. a causal LM's loss: no gather then
+        kept = flat_grad if every_row else flat_grad.index_select(0, rows)  # (rows, out), the output's dtype
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            products = (kept @ weight.to(kept.dtype)).to(x.dtype)
+            grad_x = products if every_row else flat_x.new_zeros(flat_x.shape).index_copy_(0, rows, products)
+            grad_x = grad_x.view(x.shape)
+        if ctx.needs_input_grad[1]:
+            kept_x = flat_x if every_row else flat_x.index_select(0, rows)
+            grad_weight = (kept.t() @ kept_x.to(kept.dtype)).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = kept.sum(0).to(weight.dtype)
+        return grad_x, grad_weight, grad_bias
+
+
 class LMHead(nn.Module):
     """dense -> GELU -> LayerNorm -> vocabulary projection (weight tied to the word embeddings) + bias."""
 
@@ -266,7 +306,14 @@ class LMHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(F.gelu(self.dense(hidden_states)))) + self.bias  # (batch, length, vocab)
+        features = self.norm(F.gelu(self.dense(hidden_states)))
+        if not isinstance(self.decoder, nn.Linear):  # a replaced projection, e.g. a dynamically quantised one
+            return self.decoder(features) + self.bias
+        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            # training: the backward skips the rows no loss reads (a data-dependent row count,
+            # which a compiled graph does not take)
+            return _LinearSkippingZeroRows.apply(features, self.decoder.weight, self.bias)
+        return F.linear(features, self.decoder.weight, self.bias)  # (batch, length, vocab)
 
 
 class Data2VecTextForMaskedLM(_TextHeadModel):
@@ -282,7 +329,11 @@ class Data2VecTextForMaskedLM(_TextHeadModel):
         return self.lm_head(hidden_states)
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.view(-1, self.config.vocab_size).float(), labels.view(-1))
+        """The mean cross entropy over the scored positions (labels != -100), computed on their
+        rows only: the softmax of the others (85% of a masked-LM batch) would be discarded."""
+        labels = labels.reshape(-1)
+        scored = labels != -100
+        return F.cross_entropy(_at_least_float32(logits.view(-1, self.config.vocab_size)[scored]), labels[scored])
 
     def forward(
         self,
@@ -303,7 +354,7 @@ class Data2VecTextForMaskedLM(_TextHeadModel):
         labels = labels.to(outputs.last_hidden_state.device)
         scored = labels != -100  # (batch, length)
         logits = self.lm_head(outputs.last_hidden_state[scored])  # (scored positions, vocab)
-        loss = F.cross_entropy(logits.float(), labels[scored])
+        loss = F.cross_entropy(_at_least_float32(logits), labels[scored])
         return PredictionOutput(loss, logits, outputs.hidden_states, outputs.attentions)
 
 
@@ -336,7 +387,7 @@ class Data2VecTextForCausalLM(_TextHeadModel):
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            shifted_logits = logits[:, :-1].reshape(-1, self.config.vocab_size).float()
+            shifted_logits = _at_least_float32(logits[:, :-1].reshape(-1, self.config.vocab_size))
             loss = F.cross_entropy(shifted_logits, labels[:, 1:].reshape(-1).to(logits.device))
         return CausalLMOutput(
             loss, logits, outputs.past_key_values, outputs.hidden_states, outputs.attentions, outputs.cross_attentions
