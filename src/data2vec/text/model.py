@@ -271,7 +271,7 @@ class _LinearSkippingZeroRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
+        ctx.bias_dtype = None if bias is None else bias.dtype
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -290,8 +290,8 @@ class _LinearSkippingZeroRows(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             kept_x = flat_x if every_row else flat_x.index_select(0, rows)
             grad_weight = (kept.t() @ kept_x.to(kept.dtype)).to(weight.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = kept.sum(0).to(weight.dtype)
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
+            grad_bias = kept.sum(0).to(ctx.bias_dtype)
         return grad_x, grad_weight, grad_bias
 
 
@@ -309,9 +309,9 @@ class LMHead(nn.Module):
         features = self.norm(F.gelu(self.dense(hidden_states)))
         if not isinstance(self.decoder, nn.Linear):  # a replaced projection, e.g. a dynamically quantised one
             return self.decoder(features) + self.bias
-        if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if torch.is_grad_enabled() and not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
             # training: the backward skips the rows no loss reads (a data-dependent row count,
-            # which a compiled graph does not take)
+            # which a compiled or traced graph does not take)
             return _LinearSkippingZeroRows.apply(features, self.decoder.weight, self.bias)
         return F.linear(features, self.decoder.weight, self.bias)  # (batch, length, vocab)
 
