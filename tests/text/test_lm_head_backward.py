@@ -136,3 +136,17 @@ def test_masked_lm_step_under_bfloat16_autocast(monkeypatch):
         assert grad.dtype == torch.float32, name
         scale = float(expected_grads[name].abs().max()) + 1e-12
         assert float((grad - expected_grads[name]).abs().max()) <= 2e-2 * scale, name
+
+
+def test_masked_lm_training_step_compiles_as_one_graph():
+    """Under torch.compile the step takes the dense path (no data-dependent row counts): one graph,
+    the eager step's loss and gradients."""
+    model = masked_lm()
+    expected, expected_grads = training_step(model)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # fullgraph: any break raises
+    output, grads = training_step(compiled)
+    torch._dynamo.reset()
+    torch.testing.assert_close(output.loss, expected.loss, atol=1e-6, rtol=0)
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(grads["_orig_mod." + name], grad, atol=1e-6, rtol=1e-5, msg=name)

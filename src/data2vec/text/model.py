@@ -331,9 +331,11 @@ class Data2VecTextForMaskedLM(_TextHeadModel):
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The mean cross entropy over the scored positions (labels != -100), computed on their
         rows only: the softmax of the others (85% of a masked-LM batch) would be discarded."""
-        labels = labels.reshape(-1)
+        labels, logits = labels.reshape(-1), logits.view(-1, self.config.vocab_size)
+        if torch.compiler.is_compiling():  # a graph of fixed shapes: every row, the unscored ones ignored
+            return F.cross_entropy(_at_least_float32(logits), labels, ignore_index=-100)
         scored = labels != -100
-        return F.cross_entropy(_at_least_float32(logits.view(-1, self.config.vocab_size)[scored]), labels[scored])
+        return F.cross_entropy(_at_least_float32(logits[scored]), labels[scored])
 
     def forward(
         self,
