@@ -87,16 +87,16 @@ def dense_formula(monkeypatch):
     monkeypatch.setattr(data2vec.Data2VecTextForMaskedLM, "compute_loss", compute_loss)
 
 
-def training_step(model, dtype=None):
+def training_step(model, dtype=None, device="cpu"):
     generator = torch.Generator().manual_seed(3)
-    input_ids = torch.randint(3, TINY["vocab_size"], (3, 12), generator=generator)
+    input_ids = torch.randint(3, TINY["vocab_size"], (3, 12), generator=generator).to(device)
     mask = torch.ones_like(input_ids)
     mask[1, 9:] = 0
     labels = torch.full_like(input_ids, -100)
     for row, columns in {0: [1, 4], 1: [2], 2: [0, 5, 11]}.items():  # 6 of 36 positions scored
         labels[row, columns] = input_ids[row, columns]
     model.zero_grad()
-    with torch.autocast("cpu", torch.bfloat16, enabled=dtype is not None):
+    with torch.autocast(device, torch.bfloat16, enabled=dtype is not None):
         output = model(input_ids, mask, labels=labels)
     output.loss.backward()
     return output, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
@@ -122,14 +122,18 @@ def test_masked_lm_step_gives_the_dense_formula_loss_logits_and_gradients(monkey
         torch.testing.assert_close(grad, expected_grads[name], atol=1e-12, rtol=1e-10, msg=name)
 
 
-def test_masked_lm_step_under_bfloat16_autocast(monkeypatch):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_masked_lm_step_under_bfloat16_autocast(monkeypatch, device):
     """Gradients come back in the parameters' float32 and agree with the dense path under the same
     autocast to bfloat16's precision."""
-    model = masked_lm()
-    output, grads = training_step(model, torch.bfloat16)
+    model = masked_lm().to(device)
+    output, grads = training_step(model, torch.bfloat16, device)
     with monkeypatch.context() as patched:
         dense_formula(patched)
-        expected, expected_grads = training_step(model, torch.bfloat16)
+        expected, expected_grads = training_step(model, torch.bfloat16, device)
     assert output.logits.dtype == torch.bfloat16
     torch.testing.assert_close(output.loss, expected.loss, atol=1e-6, rtol=0)
     for name, grad in grads.items():
