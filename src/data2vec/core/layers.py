@@ -47,6 +47,14 @@ ACTIVATIONS = {
 }
 
 
+def capturing_graph() -> bool:
+    """Whether this forward is being captured into a graph (``torch.compile``, ``torch.jit.trace``).
+    A captured graph has fixed shapes and replays its ops: the shortcuts whose sizes depend on tensor
+    values (the kept samples of drop path, the scored rows of a loss) or that overwrite a tensor in
+    place keep to their plain form there."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 # the same functions, overwriting their input (for forwards without autograd)
 IN_PLACE_ACTIVATIONS: dict[Callable, Callable] = {
     F.gelu: torch.ops.aten.gelu_,
@@ -104,7 +112,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.fc1(x)  # (..., intermediate): the largest activation of a block
         in_place = IN_PLACE_ACTIVATIONS.get(self.act)
-        if in_place is not None and not torch.is_grad_enabled() and not torch.jit.is_tracing():
+        if in_place is not None and not torch.is_grad_enabled() and not capturing_graph():
             # without autograd nothing needs fc1's output after the activation: overwrite it
             # instead of allocating a second tensor of that size (less memory, fewer page faults)
             return self.fc2(self.activation_dropout(in_place(hidden)))
@@ -239,10 +247,10 @@ class PreNormBlock(nn.Module):
 
     def _kept_samples(self, batch: int, device: torch.device, every_sample: bool) -> torch.Tensor | None:
         """The samples a branch runs on (see ``DropPath.kept_samples``); None: all of them, unscaled.
-        With ``every_sample`` (e.g. the probabilities of every sample are asked for), or under
-        ``torch.compile`` (no data-dependent shapes), every sample runs and drop path multiplies
+        With ``every_sample`` (e.g. the probabilities of every sample are asked for), or in a
+        captured graph (no data-dependent shapes), every sample runs and drop path multiplies
         by its mask."""
-        if every_sample or torch.compiler.is_compiling():
+        if every_sample or capturing_graph():
             return None
         return self.drop_path.kept_samples(batch, device)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..core.attention import attention_bias_from_masks
 from ..core.encoder import Encoder
-from ..core.layers import PostNormBlock, block_arguments
+from ..core.layers import PostNormBlock, block_arguments, capturing_graph
 from ..core.losses import question_answering_loss, sequence_classification_loss
 from ..core.modeling import Backbone, Embedded, HeadModel, ModelFamily, init_standard
 from ..core.outputs import CausalLMOutput, EncoderOutput, PredictionOutput, QuestionAnsweringOutput, encoder_output
@@ -309,9 +309,8 @@ class LMHead(nn.Module):
         features = self.norm(F.gelu(self.dense(hidden_states)))
         if not isinstance(self.decoder, nn.Linear):  # a replaced projection, e.g. a dynamically quantised one
             return self.decoder(features) + self.bias
-        if torch.is_grad_enabled() and not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
-            # training: the backward skips the rows no loss reads (a data-dependent row count,
-            # which a compiled or traced graph does not take)
+        if torch.is_grad_enabled() and not capturing_graph():
+            # training: the backward skips the rows no loss reads (a data-dependent row count)
             return _LinearSkippingZeroRows.apply(features, self.decoder.weight, self.bias)
         return F.linear(features, self.decoder.weight, self.bias)  # (batch, length, vocab)
 
@@ -332,7 +331,7 @@ class Data2VecTextForMaskedLM(_TextHeadModel):
         """The mean cross entropy over the scored positions (labels != -100), computed on their
         rows only: the softmax of the others (85% of a masked-LM batch) would be discarded."""
         labels, logits = labels.reshape(-1), logits.view(-1, self.config.vocab_size)
-        if torch.compiler.is_compiling():  # a graph of fixed shapes: every row, the unscored ones ignored
+        if capturing_graph():  # a graph of fixed shapes: every row, the unscored ones ignored
             return F.cross_entropy(_at_least_float32(logits), labels, ignore_index=-100)
         scored = labels != -100
         return F.cross_entropy(_at_least_float32(logits[scored]), labels[scored])
