@@ -35,6 +35,8 @@ ATOL = 1e-4  # between the float32 outputs of the two libraries
 RTOL_SCALARS = 1e-4
 MEMORY_RUNS = 3
 FIXED_MMAP_THRESHOLD = 131072  # glibc's initial threshold, kept fixed (it grows with frees by default)
+# --keep-heap: glibc's largest mmap threshold (32 MiB on 64-bit), and no trimming of the heap's top
+KEEP_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 NOISE = 0.01  # std of the noise added to every weight: none stays a constant 0 or 1
 # An idle worker's OpenMP threads spin for a few ms after its run (libgomp); without a
 # pause they would take cores from the other worker's run.
@@ -70,7 +72,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="workers run with glibc's MALLOC_MMAP_THRESHOLD_=131072: freed tensors give their pages back, "
         "so peak memory is that of the live tensors rather than of the heap's growth",
     )  # fmt: skip
+    add(
+        "--keep-heap", action="store_true",
+        help="workers run with glibc's MALLOC_MMAP_THRESHOLD_ at its 32 MiB maximum and MALLOC_TRIM_THRESHOLD_ "
+        "off: freed memory stays in the process for the next run (as with a caching allocator), so times "
+        "do not depend on which library's last frees happen to let glibc give pages back",
+    )  # fmt: skip
     options = parser.parse_args(argv)
+    if options.fixed_mmap_threshold and options.keep_heap:
+        parser.error("--fixed-mmap-threshold and --keep-heap are opposite allocator settings: choose one")
     names = options.cases.split(",") if options.cases else list(BY_NAME)
     unknown = [name for name in names if name not in BY_NAME]
     if unknown:
@@ -273,6 +283,10 @@ def report(summary: dict) -> str:
         f"{settings['warmup']} warm-up + {settings['rounds']} timed runs per library, "
         "interleaved"
     )
+    if settings.get("fixed_mmap_threshold"):
+        runs += "; glibc's mmap threshold fixed at 128 KiB"
+    if settings.get("keep_heap"):
+        runs += "; glibc keeps freed memory (mmap threshold 32 MiB, no trimming)"
     peaks = (
         f"matmul peak ({settings['dtype']}, {peak['size']}^3, best of 5): "
         f"{peak['before']:.1f} GFLOP/s before the cases, {peak['after']:.1f} after; "
@@ -313,12 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     if options.fixed_mmap_threshold:  # read by glibc when each worker process starts
         os.environ["MALLOC_MMAP_THRESHOLD_"] = str(FIXED_MMAP_THRESHOLD)
+    if options.keep_heap:
+        os.environ.update(KEEP_HEAP)
     torch.set_num_threads(options.threads)
     dtype = getattr(torch, options.dtype)
     peak_size = 8192 if options.device == "cuda" else 2048
     settings = {
         key: getattr(options, key)
-        for key in ("quick", "rounds", "pairs", "warmup", "threads", "device", "dtype", "fixed_mmap_threshold")
+        for key in (
+            "quick", "rounds", "pairs", "warmup", "threads", "device", "dtype", "fixed_mmap_threshold", "keep_heap"
+        )
     }
     settings.update(atol=ATOL, rtol_training_scalars=RTOL_SCALARS, weight_noise=NOISE)
     summary = {

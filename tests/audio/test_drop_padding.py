@@ -97,3 +97,16 @@ def test_training_with_given_time_masks_and_a_loss():
         length = frames_of(model, LENGTHS[row])
         alone = model(waveforms[row][None], mask_time_indices=mask_time_indices[row : row + 1, :length]).logits
         torch.testing.assert_close(packed[row, :length], alone[0], atol=1e-5, rtol=0)
+
+
+def test_on_the_cpu_each_utterance_is_convolved_at_a_common_size_with_the_same_frames():
+    """The conv feature encoder sees each utterance's samples rounded up with zeros (3000 -> 3072,
+    1700 -> 1728, 2400 -> 2432: core.encoder.common_size_padding), so that oneDNN reuses its kernels;
+    the frames kept are those of the utterance alone (the test above checks the values)."""
+    model = model_of(data2vec.Data2VecAudioModel)
+    _, batch, mask = padded_batch()
+    seen = []
+    model.feature_encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[-1]))
+    with torch.no_grad():
+        model(batch, mask, drop_padding=True)
+    assert seen == [3072, 1728, 2432]

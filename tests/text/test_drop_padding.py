@@ -10,6 +10,7 @@ import torch
 
 import data2vec
 from data2vec.core.attention import BlockDiagonal
+from data2vec.core.encoder import common_size_padding, packed_rows_to_add
 from tests.helpers import add_noise
 
 TINY = dict(
@@ -144,3 +145,59 @@ def test_masked_lm_logits_at_labels_only_give_the_same_loss_and_gradients():
     torch.testing.assert_close(sparse.loss, full.loss, atol=1e-6, rtol=0)
     torch.testing.assert_close(sparse_grads, full_grads, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(sparse.logits, full.logits[labels != -100], atol=1e-5, rtol=0)  # the scored rows
+
+
+def test_packed_rows_are_rounded_up_only_for_half_precision_on_the_cpu():
+    # The rule (core.encoder.packed_rows_to_add): round the packed row count up to a multiple of
+    # 32, or of 1/16 of the largest power of two not above it when that is more.
+    rows = lambda count, dtype=torch.bfloat16: packed_rows_to_add(torch.zeros(count, 4, dtype=dtype))  # noqa: E731
+    assert rows(100) == 28  # -> 128 (step 32)
+    assert rows(1000) == 24  # 512 / 16 = 32 -> 1024
+    assert rows(5000) == 120  # 4096 / 16 = 256 -> 5120
+    assert rows(96) == 0 and rows(0) == 0
+    assert common_size_padding(1) == 31 and common_size_padding(33) == 31 and common_size_padding(64) == 0
+    assert rows(100, torch.float32) == 0  # float32 products pay nothing for a new shape
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 states whose products run in bf16
+        assert rows(100, torch.float32) == 28
+
+
+def test_rows_added_to_the_packed_batch_change_no_output_and_no_gradient(monkeypatch):
+    """float32, with rows forced: the real positions' outputs and every gradient are those of the
+    packed batch without them, and the blocks see the rounded-up row count."""
+    import data2vec.core.encoder as encoder_module
+
+    model = model_of(data2vec.Data2VecTextForTokenClassification)
+    input_ids, mask = padded_batch([9, 3, 12, 1], 12)
+    labels = torch.randint(0, 3, (4, 12)).masked_fill(mask == 0, -100)
+    seen = []
+    model.backbone.encoder.layers[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[1]))
+    results = []
+    for extra in (0, 7):
+        monkeypatch.setattr(encoder_module, "packed_rows_to_add", lambda states, extra=extra: extra)
+        model.zero_grad()
+        output = model(input_ids, mask, labels=labels, output_hidden_states=True, drop_padding=True)
+        output.loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((output.logits, output.hidden_states, grads))
+    assert seen == [25, 32]  # 9 + 3 + 12 + 1 real tokens, then 7 rows more
+    (logits, hidden, grads), (logits_extra, hidden_extra, grads_extra) = results
+    torch.testing.assert_close(logits_extra, logits, atol=1e-6, rtol=0)  # padded positions included
+    for states, states_extra in zip(hidden, hidden_extra, strict=True):
+        assert states_extra.shape == states.shape
+        torch.testing.assert_close(states_extra, states, atol=1e-6, rtol=0)
+    torch.testing.assert_close(grads_extra, grads, atol=1e-6, rtol=1e-5)
+
+
+def test_a_bfloat16_model_packs_to_a_rounded_row_count_and_keeps_its_outputs():
+    model = model_of(data2vec.Data2VecTextModel)
+    input_ids, mask = padded_batch([9, 3, 12, 1], 12)
+    with torch.no_grad():
+        reference = model(input_ids, mask).last_hidden_state
+        half = model.to(torch.bfloat16)
+        seen = []
+        half.encoder.layers[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[1]))
+        packed = half(input_ids, mask, drop_padding=True).last_hidden_state
+    assert seen == [32]  # 25 real tokens, rounded up
+    real = mask.bool()
+    assert not packed[~real].any()
+    torch.testing.assert_close(packed[real].float(), reference[real], atol=0.1, rtol=0.05)  # bf16 against float32

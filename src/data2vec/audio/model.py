@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.attention import attention_bias_from_masks
-from ..core.encoder import Encoder
+from ..core.encoder import Encoder, common_size_padding
 from ..core.layers import PostNormBlock, block_arguments
 from ..core.masking import compute_span_mask
 from ..core.modeling import Backbone, Embedded, ModelFamily, init_standard
@@ -296,7 +296,15 @@ class Data2VecAudioModel(Backbone):
         hidden_states = extract_features = None
         for row, (row_samples, row_frames) in enumerate(zip(samples.tolist(), lengths.tolist())):
             row_mask = None if mask_time_indices is None else mask_time_indices[row : row + 1, :row_frames]
-            states, features = self._embed_frames(input_values[row : row + 1, :row_samples], None, row_mask)
+            utterance = input_values[row : row + 1, :row_samples]
+            if utterance.device.type == "cpu":
+                # zeros up to a common size, so that the CPU convolutions reuse their compiled kernels
+                # (see core.encoder.common_size_padding); the convolutions have no padding, so the added
+                # samples reach only frames after the utterance's own, which are cut off
+                utterance = F.pad(utterance, (0, common_size_padding(row_samples)))
+            states, features = self.local_features(utterance)
+            states, features = states[:, :row_frames], features[:, :row_frames]
+            states = self.contextualize_frames(states, None, row_mask)
             if hidden_states is None:  # (batch, frames, hidden) and (batch, frames, channels), zeros at padding
                 hidden_states = states.new_zeros(len(samples), frames, states.shape[-1])
                 extract_features = features.new_zeros(len(samples), frames, features.shape[-1])

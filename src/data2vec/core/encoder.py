@@ -34,6 +34,36 @@ Kind = Literal["block", "feed_forward"]
 AttentionBias = torch.Tensor | BlockDiagonal | Callable[[int], torch.Tensor | None] | None
 
 
+def common_size_padding(count: int) -> int:
+    """How many to add to ``count`` to reach the next of a few common sizes: a multiple of 32, or
+    of 1/16 of the largest power of two not above ``count`` when that is more (at most about 6%
+    more, 16 sizes per doubling).
+
+    oneDNN, which runs PyTorch's CPU convolutions and half-precision matrix products, compiles a
+    kernel for each new shape: about 6 ms for a base-size linear in bf16, 20 ms for the audio conv
+    feature encoder (in float32 as in bf16). Sizes that change with every batch (the packed real
+    tokens of ``drop_padding``, each utterance's samples) are padded to these, so that the kernels of
+    a few dozen sizes are compiled once and then reused."""
+    if count <= 0:
+        return 0
+    step = max(32, 1 << max(count.bit_length() - 5, 0))
+    return -count % step
+
+
+def packed_rows_to_add(states: torch.Tensor) -> int:
+    """Rows of zeros to append to a packed (tokens, hidden) batch of real tokens (``drop_padding``):
+    ``common_size_padding`` of its row count, for half-precision products on the CPU only. There a
+    base-size text forward on 8 x 64-128 tokens took 194 ms at a new packed count and 158 ms at one
+    seen before; float32 products run in MKL, which compiles nothing per shape, and get no rows."""
+    if states.device.type != "cpu":
+        return 0
+    half = (torch.bfloat16, torch.float16)
+    autocast_half = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") in half
+    if states.dtype not in half and not autocast_half:
+        return 0
+    return common_size_padding(states.shape[0])
+
+
 @dataclasses.dataclass
 class EncoderResult:
     last_hidden_state: torch.Tensor  # (batch, length, hidden): the last block run
@@ -195,13 +225,19 @@ class Encoder(nn.Module):
     def _without_padding(self, hidden_states: torch.Tensor, real: torch.Tensor, causal: bool, **options) -> EncoderResult:
         if tuple(real.shape) != tuple(hidden_states.shape[:2]):
             raise ValueError(f"drop_padding must be (batch, length) {tuple(hidden_states.shape[:2])}, got {tuple(real.shape)}")
-        packed = self.forward(hidden_states[real][None], BlockDiagonal.from_padding_mask(real, causal), **options)
+        tokens = hidden_states[real]  # (real tokens, hidden)
+        sequences = BlockDiagonal.from_padding_mask(real, causal)
+        count, extra = tokens.shape[0], packed_rows_to_add(tokens)
+        if extra:  # rows of zeros, a sequence of their own: no real token attends to them
+            tokens = torch.cat([tokens, tokens.new_zeros(extra, *tokens.shape[1:])])
+            sequences = dataclasses.replace(sequences, lengths=(*sequences.lengths, extra))
+        packed = self.forward(tokens[None], sequences, **options)
 
         def unpack(states: torch.Tensor | None) -> torch.Tensor | None:
             if states is None:
                 return None
             full = states.new_zeros(*real.shape, *states.shape[2:])  # (batch, length, ...)
-            full[real] = states[0]
+            full[real] = states[0, :count]
             return full
 
         return dataclasses.replace(
