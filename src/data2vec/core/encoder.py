@@ -40,7 +40,7 @@ def common_size_padding(count: int) -> int:
     more, 16 sizes per doubling).
 
     oneDNN, which runs PyTorch's CPU convolutions and half-precision matrix products, compiles a
-    kernel for each new shape: about 6 ms for a base-size linear in bf16, 20 ms for the audio conv
+    kernel for each new shape: 6-9 ms for a base-size linear in bf16, 20 ms for the audio conv
     feature encoder (in float32 as in bf16). Sizes that change with every batch (the packed real
     tokens of ``drop_padding``, each utterance's samples) are padded to these, so that the kernels of
     a few dozen sizes are compiled once and then reused."""
